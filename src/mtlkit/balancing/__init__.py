@@ -1,0 +1,22 @@
+"""Balancer registry: ``create_balancer(name, task_names, **params)``."""
+
+from __future__ import annotations
+
+from mtlkit.balancing.base import Balancer, BackwardContext, LossWeighting
+from mtlkit.registry import Registry
+
+BALANCERS: Registry[Balancer] = Registry("balancer")
+register_balancer = BALANCERS.register
+
+
+def create_balancer(name: str, task_names: list[str], **params) -> Balancer:
+    try:
+        return BALANCERS.get(name)(task_names=task_names, **params)
+    except TypeError as exc:
+        raise TypeError(f"balancer {name!r}: {exc}") from None
+
+
+from mtlkit.balancing import fixed  # noqa: E402,F401
+
+__all__ = ["BALANCERS", "BackwardContext", "Balancer", "LossWeighting", "create_balancer",
+           "register_balancer"]

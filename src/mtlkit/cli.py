@@ -1,0 +1,113 @@
+"""``mtlkit`` command line: a thin typer layer over ``mtlkit.api``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from mtlkit.errors import MtlkitError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Multi-task learning: train, evaluate and serve multi-task models.")
+console = Console()
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="YAML run configuration")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override: key.path=value")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out")] = False,
+) -> None:
+    """Train a model; writes config.yaml, metrics.csv, checkpoints and results.json to --out."""
+    from mtlkit import api
+
+    out = out or Path("runs") / config.stem
+    try:
+        result = api.train(config, out=out, overrides=set_ or [], resume=resume)
+    except (MtlkitError, FileNotFoundError, KeyError) as exc:
+        _fail(exc)
+    _print_results(result.results)
+    console.print(f"run directory: {out}")
+
+
+def _print_results(results: dict) -> None:
+    table = Table(title=f"best epoch {results.get('best_epoch')}")
+    table.add_column("split")
+    table.add_column("task")
+    table.add_column("metrics")
+    for split in ("valid", "test"):
+        for task, metrics in (results.get(split) or {}).items():
+            shown = "  ".join(f"{k}={v:.4f}" if v is not None else f"{k}=nan"
+                              for k, v in metrics.items())
+            table.add_row(split, task, shown)
+    console.print(table)
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory written by train")],
+    data: Annotated[Path | None, typer.Option(help="file to evaluate (default: test split)")] = None,
+) -> None:
+    """Per-task metrics of a trained run."""
+    from mtlkit import api
+
+    try:
+        metrics = api.evaluate(run_dir, data)
+    except (MtlkitError, FileNotFoundError) as exc:
+        _fail(exc)
+    if data is not None:
+        metrics = {"data": metrics}
+    console.print_json(json.dumps(api._jsonable(metrics)))
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory written by train")],
+    input: Annotated[Path, typer.Argument(help="CSV or Parquet rows to score")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="output .csv or .parquet")],
+    chunk_rows: Annotated[int, typer.Option(help="rows per streamed chunk")] = 262144,
+) -> None:
+    """Write one prediction column per task, rows in input order."""
+    from mtlkit import api
+
+    try:
+        n = api.predict(run_dir, input, out, chunk_rows)
+    except (MtlkitError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"wrote {n} rows to {out}")
+
+
+@app.command()
+def datasets() -> None:
+    """List the built-in datasets and where mtlkit looks for their files."""
+    from mtlkit.data.datasets import DATASETS, data_dir_candidates
+
+    table = Table(title="built-in datasets")
+    table.add_column("name")
+    table.add_column("description")
+    for name in DATASETS.names():
+        doc = (DATASETS.get(name).__doc__ or "").strip().splitlines()
+        table.add_row(name, doc[0] if doc else "")
+    console.print(table)
+    console.print("data directories searched, in order (set MTLKIT_DATA_DIR or data.data_dir):")
+    for path in data_dir_candidates():
+        console.print(f"  {path.resolve()}  {'(exists)' if path.exists() else '(missing)'}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

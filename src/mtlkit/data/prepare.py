@@ -1,0 +1,55 @@
+"""Raw splits → fitted encoder + one TensorStore per split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from mtlkit.data.checks import check_leakage
+from mtlkit.data.datasets import RawSplits
+from mtlkit.data.encoders import TabularEncoder
+from mtlkit.data.store import TensorStore
+
+
+@dataclass
+class InputSpec:
+    """What the model's input layer must accept; derived from the fitted encoders."""
+
+    kind: str = "tabular"
+    cardinalities: list[int] = field(default_factory=list)
+    num_numeric: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class PreparedData:
+    encoder: TabularEncoder
+    stores: dict[str, TensorStore]
+    input_spec: InputSpec
+    raw: RawSplits
+
+
+def encode_frame(
+    encoder: TabularEncoder, frame: pd.DataFrame, with_labels: bool = True
+) -> TensorStore:
+    features = encoder.transform(frame)
+    if not with_labels:
+        return TensorStore(features, {}, {})
+    labels, masks = encoder.encode_labels(frame)
+    return TensorStore(features, labels, masks)
+
+
+def prepare(raw: RawSplits, check: bool = True) -> PreparedData:
+    """Fit encoders on the training split only and encode every split once."""
+    encoder = TabularEncoder(raw.schema).fit(raw.train)
+    stores = {}
+    for split in ("train", "valid", "test"):
+        frame = getattr(raw, split)
+        if frame is None:
+            continue
+        stores[split] = encode_frame(encoder, frame)
+        if check and split == "train":
+            check_leakage(frame, raw.schema, stores[split].labels, stores[split].masks)
+    spec = InputSpec("tabular", encoder.cardinalities, len(encoder.numeric))
+    return PreparedData(encoder, stores, spec, raw)

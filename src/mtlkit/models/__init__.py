@@ -1,0 +1,49 @@
+"""Model registry: ``create_model(name, input_spec, tasks, **params)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from mtlkit.data.prepare import InputSpec
+from mtlkit.data.schema import TaskSpec
+from mtlkit.models.base import MultiTaskModel
+from mtlkit.registry import Registry
+
+MODELS: Registry[MultiTaskModel] = Registry("model")
+register_model = MODELS.register
+INPUTS: Registry[nn.Module] = Registry("input")
+register_input = INPUTS.register
+
+
+@register_input("tabular")
+def _tabular_input(spec: InputSpec, embedding_dim: int = 4) -> nn.Module:
+    from mtlkit.models.layers import TabularInput
+
+    return TabularInput(spec.cardinalities, spec.num_numeric, embedding_dim)
+
+
+def create_model(
+    name: str, input_spec: InputSpec, tasks: list[TaskSpec], **params: Any
+) -> MultiTaskModel:
+    """Build a registered model. ``embedding_dim`` and ``input`` params go to the input layer."""
+    input_params = dict(params.pop("input", {}) or {})
+    if "embedding_dim" in params:
+        input_params["embedding_dim"] = params.pop("embedding_dim")
+    factory = INPUTS.get(input_spec.kind)
+
+    def make_input() -> nn.Module:
+        return factory(input_spec, **input_params)
+
+    try:
+        return MODELS.get(name)(make_input=make_input, tasks=tasks, **params)
+    except TypeError as exc:
+        raise TypeError(f"model {name!r}: {exc}") from None
+
+
+# registration side effects: one file per architecture
+from mtlkit.models import mmoe, omoe, shared_bottom, single_task  # noqa: E402,F401
+
+__all__ = ["INPUTS", "MODELS", "MultiTaskModel", "create_model", "register_input",
+           "register_model"]

@@ -1,0 +1,171 @@
+"""Building blocks: one embedding table with offsets, MLPs, batched experts and towers."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
+
+
+def _uniform_(t: torch.Tensor, fan_in: int) -> torch.Tensor:
+    """nn.Linear's default initialisation, applied to a stacked weight."""
+    bound = 1.0 / math.sqrt(max(fan_in, 1))
+    return nn.init.uniform_(t, -bound, bound)
+
+
+class FeatureEmbedding(nn.Module):
+    """All categorical fields share ONE table; field j's ids are shifted by ``offsets[j]``."""
+
+    def __init__(self, cardinalities: list[int], dim: int) -> None:
+        super().__init__()
+        offsets = torch.tensor([0, *cardinalities[:-1]], dtype=torch.long).cumsum(0)
+        self.register_buffer("offsets", offsets, persistent=False)
+        self.table = nn.Embedding(max(sum(cardinalities), 1), dim)
+        nn.init.normal_(self.table.weight, std=0.05)
+        self.num_fields, self.dim = len(cardinalities), dim
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        """[B, F] local ids → [B, F·dim]."""
+        return self.table(codes + self.offsets).flatten(1)
+
+
+class TabularInput(nn.Module):
+    """Categorical embeddings concatenated with standardised numeric columns."""
+
+    def __init__(self, cardinalities: list[int], num_numeric: int, embedding_dim: int = 4) -> None:
+        super().__init__()
+        self.embedding = FeatureEmbedding(cardinalities, embedding_dim) if cardinalities else None
+        self.has_numeric = num_numeric > 0
+        self.output_dim = len(cardinalities) * embedding_dim + num_numeric
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        parts = []
+        if self.embedding is not None:
+            parts.append(self.embedding(features["categorical"]))
+        if self.has_numeric:
+            parts.append(features["numeric"])
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+class MLP(nn.Sequential):
+    """Linear → activation (→ dropout) for each width in ``units``."""
+
+    def __init__(
+        self, in_dim: int, units: list[int], activation: str = "relu", dropout: float = 0.0
+    ) -> None:
+        layers: list[nn.Module] = []
+        for width in units:
+            layers += [nn.Linear(in_dim, width), ACTIVATIONS[activation]()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            in_dim = width
+        super().__init__(*layers)
+        self.output_dim = in_dim
+
+
+class StackedLinear(nn.Module):
+    """``n`` independent linear maps applied as one batched matmul.
+
+    Input ``[n, B, in]`` (or ``[1, B, in]`` broadcast to all n) → output ``[n, B, out]``.
+    """
+
+    def __init__(self, n: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(_uniform_(torch.empty(n, in_dim, out_dim), in_dim))
+        self.bias = nn.Parameter(_uniform_(torch.empty(n, 1, out_dim), in_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] == 1 and self.weight.shape[0] > 1:
+            x = x.expand(self.weight.shape[0], -1, -1)
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class BatchedTowers(nn.Module):
+    """One MLP tower per task, all evaluated with batched matmuls over stacked weights.
+
+    Input ``[T, B, in]`` (one row per task; ``[1, B, in]`` for a shared input).
+    Output: ``{task: [B]}`` for output size 1, ``{task: [B, C]}`` otherwise.
+    """
+
+    def __init__(
+        self, names: list[str], in_dim: int, units: list[int], output_dims: list[int],
+        activation: str = "relu", dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.names = list(names)
+        n = len(names)
+        self.hidden = nn.ModuleList()
+        for width in units:
+            self.hidden.append(StackedLinear(n, in_dim, width))
+            in_dim = width
+        self.act = ACTIVATIONS[activation]()
+        self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
+        self.output_dims = list(output_dims)
+        width = max(output_dims)
+        self.out = StackedLinear(n, in_dim, width)
+        self.uniform = all(d == width for d in output_dims)
+        if not self.uniform:  # zero (and never use) the padded output columns
+            pad = torch.zeros(n, 1, width, dtype=torch.bool)
+            for t, d in enumerate(output_dims):
+                pad[t, 0, d:] = True
+            self.register_buffer("_pad", pad, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        for layer in self.hidden:
+            x = self.dropout(self.act(layer(x)))
+        y = self.out(x)  # [T, B, width]
+        if self.uniform and self.output_dims[0] == 1:
+            y = y.squeeze(-1)
+            return {name: y[t] for t, name in enumerate(self.names)}
+        return {name: y[t, :, : d] if d > 1 else y[t, :, 0]
+                for t, (name, d) in enumerate(zip(self.names, self.output_dims, strict=True))}
+
+
+class GatedExperts(nn.Module):
+    """``E`` experts and ``G`` softmax gates over them, computed from one fused matmul.
+
+    The first layer of every expert and every gate's logits come from a single
+    ``addmm`` over the concatenated weight ``[in, E·H + G·E]``; deeper expert layers are one
+    batched matmul over stacked weights. Returns expert outputs ``[B, E, H]`` and gate logits
+    ``[B, G, E]``.
+    """
+
+    def __init__(
+        self, in_dim: int, num_experts: int, units: list[int], num_gates: int,
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        if not units:
+            raise ValueError("experts need at least one hidden layer (expert_units)")
+        self.E, self.G, self.H = num_experts, num_gates, units[0]
+        width = num_experts * units[0] + num_gates * num_experts
+        self.weight = nn.Parameter(_uniform_(torch.empty(in_dim, width), in_dim))
+        self.bias = nn.Parameter(_uniform_(torch.empty(width), in_dim))
+        self.deep = nn.ModuleList(
+            StackedLinear(num_experts, a, b) for a, b in zip(units[:-1], units[1:], strict=True)
+        )
+        self.act = ACTIVATIONS[activation]()
+        self.output_dim = units[-1]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = torch.addmm(self.bias, x, self.weight)
+        split = self.E * self.H
+        experts = self.act(h[:, :split]).view(-1, self.E, self.H)
+        gate_logits = h[:, split:].view(-1, self.G, self.E)
+        if self.deep:
+            z = experts.transpose(0, 1)  # [E, B, H]
+            for layer in self.deep:
+                z = self.act(layer(z))
+            experts = z.transpose(0, 1)
+        return experts, gate_logits
+
+
+def mix(gate_logits: torch.Tensor, experts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Softmax gates [B, G, E] · experts [B, E, H] → mixtures [G, B, H] and gate weights."""
+    gates = F.softmax(gate_logits, dim=-1)
+    mixed = torch.bmm(gates, experts)  # [B, G, H]
+    return mixed.transpose(0, 1), gates
