@@ -196,9 +196,26 @@ def encode_label(frame: pd.DataFrame, task: TaskSpec) -> tuple[torch.Tensor, tor
                 f"{raw.iloc[row]!r} is outside {domain}"
             )
         values = np.where(missing, 0.0, values)
+    keep = ~missing
+    if task.sample_space is not None:
+        require_columns(frame, [task.sample_space])
+        inside = to_float(frame[task.sample_space], task.sample_space, source)
+        if not np.isin(inside[~np.isnan(inside)], (0.0, 1.0)).all():
+            raise DataError(f"{source}: task {task.name!r}: sample_space column "
+                            f"{task.sample_space!r} must be 0/1")
+        inside = inside == 1.0
+        outside_positive = ~inside & keep & (values != 0)
+        if outside_positive.any():
+            row = int(np.flatnonzero(outside_positive)[0])
+            raise DataError(
+                f"{source}: task {task.name!r}: row {row} has a positive label in column "
+                f"{task.column!r} but {task.sample_space!r} = 0 (e.g. a conversion without a "
+                f"click); {int(outside_positive.sum())} such row(s)"
+            )
+        keep = keep & inside
     dtype = torch.long if task.type == "multiclass" else torch.float32
     labels = torch.as_tensor(values).to(dtype)
-    mask = torch.as_tensor(~missing) if missing.any() else None
+    mask = None if keep.all() else torch.as_tensor(keep)
     return labels, mask
 
 

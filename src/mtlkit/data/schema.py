@@ -54,6 +54,9 @@ class TaskSpec(_Strict):
     weight: float = Field(default=1.0, ge=0.0)
     role: Literal["main", "auxiliary"] = "main"
     allow_missing: bool = False
+    #: indicator column: the task is defined only on rows where it is 1 (e.g. CVR on clicks);
+    #: other rows are masked out of its loss and metrics, and a positive label there is an error
+    sample_space: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> TaskSpec:
@@ -62,6 +65,11 @@ class TaskSpec(_Strict):
         if self.negative_values is not None and self.positive_values is None:
             raise ValueError(f"task {self.name!r}: negative_values needs positive_values")
         return self
+
+    @property
+    def has_loss(self) -> bool:
+        """False for tasks that are predicted and reported but never trained directly."""
+        return self.loss_name != "none"
 
     @property
     def loss_name(self) -> str:
@@ -125,7 +133,8 @@ class Schema(_Strict):
         raise KeyError(f"unknown task {name!r}; tasks are {self.task_names}")
 
     def columns(self) -> list[str]:
-        """Every raw column the schema reads (features first, then label columns)."""
+        """Every raw column the schema reads (features, label columns, sample-space columns)."""
         cols = [f.name for f in self.features]
-        cols += [t.column for t in self.tasks if t.column not in cols]
+        for t in self.tasks:
+            cols += [c for c in (t.column, t.sample_space) if c is not None and c not in cols]
         return cols

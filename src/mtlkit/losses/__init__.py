@@ -71,7 +71,8 @@ class TaskLosses:
     def __init__(self, tasks: list[TaskSpec]) -> None:
         self.tasks = list(tasks)
         self.names = [t.name for t in tasks]
-        self.fns = [LOSSES.create(t.loss_name, **t.loss_params) for t in tasks]
+        self.fns = [LOSSES.create(t.loss_name, **t.loss_params) if t.has_loss else None
+                    for t in tasks]
 
     def __call__(
         self, outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
@@ -87,6 +88,10 @@ class TaskLosses:
                     f"task {task.name!r}: prediction shape {tuple(pred.shape)} does not match "
                     f"label shape {tuple(target.shape)}"
                 )
+            if fn is None:  # reported-only task (loss: none)
+                values.append(pred.new_zeros(()))
+                present.append(False)
+                continue
             mask = masks.get(task.name)
             values.append(masked_mean(fn(pred, target), mask))
             present.append(mask is None or bool(mask.any()))
