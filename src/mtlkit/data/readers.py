@@ -14,7 +14,8 @@ from mtlkit.errors import DataError
 
 
 class ReadOptions(BaseModel):
-    """How to parse a file. ``format='auto'`` picks Parquet for ``.parquet``/``.pq``, else CSV."""
+    """How to parse a file. ``format='auto'`` picks Parquet for ``.parquet``/``.pq``, else CSV
+    (gzip-compressed CSV included). CSV options are ignored for Parquet files."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -64,7 +65,7 @@ def read_table(path: str | Path, options: ReadOptions | None = None) -> pd.DataF
         raise DataError(f"{path}: the file is empty") from None
     except (pd.errors.ParserError, OSError, ValueError) as exc:
         raise DataError(f"{path}: could not be read as {fmt}: {exc}") from exc
-    if options.names is not None and frame.shape[1] != len(options.names):
+    if fmt == "csv" and options.names is not None and frame.shape[1] != len(options.names):
         raise DataError(f"{path}: expected {len(options.names)} columns, found {frame.shape[1]}")
     if len(frame) == 0:
         raise DataError(f"{path}: the file has no data rows")

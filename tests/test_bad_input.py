@@ -1,0 +1,112 @@
+"""Each bad input gives a clear error naming the file / column / task; nothing is coerced."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mtlkit import api
+from mtlkit.data.datasets import census
+from mtlkit.errors import ConfigError, DataError, DatasetNotFoundError
+from mtlkit.losses import TaskLosses
+from mtlkit.data.schema import TaskSpec
+from tests.conftest import tiny_config, tiny_table
+
+
+def _write(tmp_path, frame, name="train.csv"):
+    path = tmp_path / name
+    frame.to_csv(path, index=False)
+    return str(path)
+
+
+def test_missing_census_file_names_path_and_download_location(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MTLKIT_DATA_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(DatasetNotFoundError) as err:
+        census.find_file("train", str(tmp_path / "nowhere"))
+    msg = str(err.value)
+    assert "census-income.data.gz" in msg and str(tmp_path / "nowhere") in msg
+    assert "https://archive.ics.uci.edu/" in msg
+
+
+def test_missing_table_file(tmp_path):
+    cfg = tiny_config(str(tmp_path / "absent.csv"))
+    with pytest.raises(DataError, match="absent.csv"):
+        api.train(cfg)
+
+
+def test_unknown_column_is_named_with_a_suggestion(tmp_path):
+    frame = tiny_table()
+    cfg = tiny_config(_write(tmp_path, frame))
+    cfg["data"]["params"]["features"][0]["name"] = "colour"
+    with pytest.raises(DataError, match=r"'colour' \(did you mean 'color'\?\)"):
+        api.train(cfg)
+
+
+def test_binary_label_outside_01(tmp_path):
+    frame = tiny_table()
+    frame.loc[7, "like"] = 2
+    with pytest.raises(DataError, match=r"task 'like'.*column 'like' row 7.*'2'.*\{0, 1\}"):
+        api.train(tiny_config(_write(tmp_path, frame)))
+
+
+def test_nan_label_is_an_error_unless_allowed(tmp_path):
+    frame = tiny_table()
+    frame["click"] = frame["click"].astype(float)
+    frame.loc[5, "click"] = np.nan
+    path = _write(tmp_path, frame)
+    with pytest.raises(DataError, match=r"task 'click'.*1 missing value\(s\), first at row 5"):
+        api.train(tiny_config(path))
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    with pytest.raises(DataError, match="empty.csv: the file is empty"):
+        api.train(tiny_config(str(path)))
+    path.write_text("color,shape,size,age,click,like\n")
+    with pytest.raises(DataError, match="empty.csv: the file has no data rows"):
+        api.train(tiny_config(str(path)))
+
+
+def test_feature_identical_to_label_is_refused(tmp_path):
+    frame = tiny_table()
+    frame["clicked_copy"] = frame["click"].map({0: "no", 1: "yes"})
+    cfg = tiny_config(_write(tmp_path, frame))
+    cfg["data"]["params"]["features"].append({"name": "clicked_copy", "kind": "categorical"})
+    with pytest.raises(DataError, match="'clicked_copy' is identical or near-identical.*'click'"):
+        api.train(cfg)
+
+
+def test_label_column_listed_as_feature_is_refused(tmp_path):
+    cfg = tiny_config(_write(tmp_path, tiny_table()))
+    cfg["data"]["params"]["features"].append({"name": "like", "kind": "numeric"})
+    with pytest.raises(Exception, match="label column.*'like'.*leakage"):
+        api.train(cfg)
+
+
+def test_prediction_label_shape_mismatch_names_task():
+    losses = TaskLosses([TaskSpec(name="ctr", column="c")])
+    with pytest.raises(DataError, match=r"task 'ctr': prediction shape \(4, 2\).*\(4,\)"):
+        losses({"ctr": torch.zeros(4, 2)}, {"ctr": torch.zeros(4)}, {"ctr": None})
+
+
+def test_non_numeric_value_in_numeric_column(tmp_path):
+    frame = tiny_table()
+    frame["size"] = frame["size"].astype(object)
+    frame.loc[3, "size"] = "big"
+    with pytest.raises(DataError, match=r"column 'size' row 3: value 'big' is not a number"):
+        api.train(tiny_config(_write(tmp_path, frame)))
+
+
+def test_unknown_model_and_bad_override():
+    with pytest.raises(KeyError, match=r"unknown model 'mmeo'.*Did you mean 'mmoe'"):
+        from mtlkit.models import MODELS
+
+        MODELS.get("mmeo")
+    with pytest.raises(ConfigError, match="key=value"):
+        api.train("configs/synthetic/mmoe.yaml", overrides=["train.epochs"])
+    with pytest.raises(ConfigError, match="epochs"):
+        api.train("configs/synthetic/mmoe.yaml", overrides=["train.epochs=0"])
