@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mtlkit.balancing.base import Balancer, BackwardContext, LossWeighting
+from mtlkit.balancing.base import BackwardContext, Balancer, LossWeighting
 from mtlkit.registry import Registry
 
 BALANCERS: Registry[Balancer] = Registry("balancer")
@@ -16,7 +16,24 @@ def create_balancer(name: str, task_names: list[str], **params) -> Balancer:
         raise TypeError(f"balancer {name!r}: {exc}") from None
 
 
-from mtlkit.balancing import fixed  # noqa: E402,F401
+from mtlkit.balancing import (  # noqa: E402,F401
+    aligned_mtl,
+    cagrad,
+    db_mtl,
+    dwa,
+    famo,
+    fixed,
+    gls,
+    gradnorm,
+    gradvac,
+    imtl_g,
+    mgda,
+    nash_mtl,
+    pcgrad,
+    rlw,
+    scale_invariant,
+    uncertainty,
+)
 
 __all__ = ["BALANCERS", "BackwardContext", "Balancer", "LossWeighting", "create_balancer",
            "register_balancer"]

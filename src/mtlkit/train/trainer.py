@@ -129,8 +129,10 @@ class Trainer:
         self.load_state_dict(ckpt.load(self.run_dir / CHECKPOINT))
 
     # ----------------------------------------------------------------- one step
-    def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step; returns (per-task losses, task weights), both detached."""
+    def train_step(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One optimizer step; returns (per-task losses, task weights), both detached.
+
+        Weights are None when the balancer skipped a non-finite step (no optimizer step)."""
         model = self.model
         self.optimizer.zero_grad(set_to_none=True)
         if self.balancer.needs_representation:
@@ -141,6 +143,9 @@ class Trainer:
         result = self.losses(outputs, batch.labels, batch.masks)
         ctx = BackwardContext(model, rep, model.extra_losses(), self.state.epoch, self.state.step)
         weights = self.balancer.backward(result, ctx)
+        if weights is None:  # non-finite step skipped by the balancer (nonfinite: skip)
+            self.optimizer.zero_grad(set_to_none=True)
+            return result.values.detach(), None
         self.optimizer.step()
         self.state.step += 1
         for callback in self.step_callbacks:
@@ -172,9 +177,11 @@ class Trainer:
                 )
                 weights = None
                 for batch in bar:
-                    losses, weights = self.train_step(batch)
-                    st.loss_sum += losses
-                    st.loss_count += 1
+                    losses, step_weights = self.train_step(batch)
+                    if step_weights is not None:  # None: a skipped non-finite step
+                        weights = step_weights
+                        st.loss_sum += losses
+                        st.loss_count += 1
                     st.batch += 1
                     if st.batch % 50 == 0 and cfg.progress:
                         mean = (st.loss_sum / st.loss_count).tolist()
