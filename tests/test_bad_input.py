@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from tests.conftest import tiny_config, tiny_table
 
 from mtlkit import api
 from mtlkit.data.datasets import census
+from mtlkit.data.schema import TaskSpec
 from mtlkit.errors import ConfigError, DataError, DatasetNotFoundError
 from mtlkit.losses import TaskLosses
-from mtlkit.data.schema import TaskSpec
-from tests.conftest import tiny_config, tiny_table
 
 
 def _write(tmp_path, frame, name="train.csv"):

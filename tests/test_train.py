@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
+from tests.conftest import tiny_config, tiny_table
 
 from mtlkit import api
-from tests.conftest import tiny_config, tiny_table
 
 
 @pytest.fixture()
@@ -121,8 +121,8 @@ def test_cli_train_predict_evaluate(tiny_csv, tmp_path):
     assert done.returncode == 0, done.stderr + done.stdout
     assert "best epoch" in done.stdout
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["epochs"] == 3
-    done = subprocess.run([*cli, "predict", str(run), tiny_csv, "--out", str(tmp_path / "p.parquet")],
-                          capture_output=True, text=True)
+    done = subprocess.run([*cli, "predict", str(run), tiny_csv, "--out",
+                           str(tmp_path / "p.parquet")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     pred = pd.read_parquet(tmp_path / "p.parquet")
     labels = pd.read_csv(tiny_csv)
@@ -132,15 +132,17 @@ def test_cli_train_predict_evaluate(tiny_csv, tmp_path):
     assert done.returncode == 0, done.stderr
     reported = json.loads(done.stdout)["data"]["click"]["auc"]
     assert reported == pytest.approx(roc_auc_score(labels["click"], pred["click"]), abs=1e-9)
-    bad = subprocess.run([*cli, "train", str(tmp_path / "nope.yaml")], capture_output=True, text=True)
+    bad = subprocess.run([*cli, "train", str(tmp_path / "nope.yaml")],
+                         capture_output=True, text=True)
     assert bad.returncode == 2 and "config file not found" in bad.stdout
 
 
 def test_census_predict_auc_equals_results_json(data_dir, tmp_path):
     """Acceptance: AUC from `mtlkit predict` output equals the AUC in results.json."""
     run = tmp_path / "census"
-    overrides = ["train.epochs=2", "train.optimizer.lr=0.005", "train.progress=false", f"data.data_dir={data_dir}",
-                 "data.params.train_fraction=0.25", "train.tensorboard=false"]
+    overrides = ["train.epochs=2", "train.optimizer.lr=0.005", "train.progress=false",
+                 f"data.data_dir={data_dir}", "data.params.train_fraction=0.25",
+                 "train.tensorboard=false"]
     result = api.train("configs/census-income/mmoe.yaml", out=run, overrides=overrides)
     test_frame = result.data.raw.test
     test_frame.to_parquet(tmp_path / "test.parquet")

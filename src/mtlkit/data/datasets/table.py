@@ -39,7 +39,7 @@ def table(
     train_frame = _load(train, options)
     if valid is None:
         order = np.random.default_rng(split_seed).permutation(len(train_frame))
-        n_valid = max(1, int(round(valid_fraction * len(order))))
+        n_valid = max(1, round(valid_fraction * len(order)))
         source = train_frame.attrs.get("source")
         valid_frame = train_frame.iloc[np.sort(order[:n_valid])].reset_index(drop=True)
         train_frame = train_frame.iloc[np.sort(order[n_valid:])].reset_index(drop=True)
