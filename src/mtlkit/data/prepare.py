@@ -20,6 +20,10 @@ class InputSpec:
     cardinalities: list[int] = field(default_factory=list)
     num_numeric: int = 0
     extra: dict = field(default_factory=dict)
+    #: column names behind ``cardinalities`` / the numeric block, in input order (lets a model
+    #: route named features, e.g. bias features to a bias tower)
+    categorical_names: list[str] = field(default_factory=list)
+    numeric_names: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -51,5 +55,7 @@ def prepare(raw: RawSplits, check: bool = True) -> PreparedData:
         stores[split] = encode_frame(encoder, frame)
         if check and split == "train":
             check_leakage(frame, raw.schema, stores[split].labels, stores[split].masks)
-    spec = InputSpec("tabular", encoder.cardinalities, len(encoder.numeric))
+    spec = InputSpec("tabular", encoder.cardinalities, len(encoder.numeric),
+                     categorical_names=[e.name for e in encoder.categorical],
+                     numeric_names=[e.name for e in encoder.numeric])
     return PreparedData(encoder, stores, spec, raw)

@@ -18,10 +18,16 @@ register_input = INPUTS.register
 
 
 @register_input("tabular")
-def _tabular_input(spec: InputSpec, embedding_dim: int = 4) -> nn.Module:
-    from mtlkit.models.layers import TabularInput
+def _tabular_input(
+    spec: InputSpec, embedding_dim: int = 4, only: list[str] | None = None,
+    exclude: list[str] | None = None,
+) -> nn.Module:
+    """All tabular features, or the named subset (``only``) / complement (``exclude``)."""
+    from mtlkit.models.layers import SelectedTabularInput, TabularInput
 
-    return TabularInput(spec.cardinalities, spec.num_numeric, embedding_dim)
+    if only is None and not exclude:
+        return TabularInput(spec.cardinalities, spec.num_numeric, embedding_dim)
+    return SelectedTabularInput(spec, embedding_dim, only=only, exclude=exclude)
 
 
 def create_model(
@@ -33,8 +39,9 @@ def create_model(
         input_params["embedding_dim"] = params.pop("embedding_dim")
     factory = INPUTS.get(input_spec.kind)
 
-    def make_input() -> nn.Module:
-        return factory(input_spec, **input_params)
+    def make_input(**overrides: Any) -> nn.Module:
+        """The configured input module; ``overrides`` (e.g. ``exclude=[...]``) are added."""
+        return factory(input_spec, **{**input_params, **overrides})
 
     try:
         return MODELS.get(name)(make_input=make_input, tasks=tasks, **params)
@@ -43,7 +50,19 @@ def create_model(
 
 
 # registration side effects: one file per architecture
-from mtlkit.models import mmoe, omoe, shared_bottom, single_task  # noqa: E402,F401
+from mtlkit.models import (  # noqa: E402,F401
+    aitm,
+    bias_tower,
+    cross_stitch,
+    esmm,
+    mmoe,
+    omoe,
+    ple,
+    shared_bottom,
+    single_task,
+    snr,
+    task_chain,
+)
 
 __all__ = ["INPUTS", "MODELS", "MultiTaskModel", "create_model", "register_input",
            "register_model"]

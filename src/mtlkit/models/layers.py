@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -146,7 +147,7 @@ class GatedExperts(nn.Module):
         self.weight = nn.Parameter(_uniform_(torch.empty(in_dim, width), in_dim))
         self.bias = nn.Parameter(_uniform_(torch.empty(width), in_dim))
         self.deep = nn.ModuleList(
-            StackedLinear(num_experts, a, b) for a, b in zip(units[:-1], units[1:], strict=True)
+            StackedLinear(num_experts, a, b) for a, b in pairwise(units)
         )
         self.act = ACTIVATIONS[activation]()
         self.output_dim = units[-1]
@@ -169,3 +170,88 @@ def mix(gate_logits: torch.Tensor, experts: torch.Tensor) -> tuple[torch.Tensor,
     gates = F.softmax(gate_logits, dim=-1)
     mixed = torch.bmm(gates, experts)  # [B, G, H]
     return mixed.transpose(0, 1), gates
+
+
+class SelectedTabularInput(nn.Module):
+    """A :class:`TabularInput` over a named subset of the tabular features.
+
+    ``only`` keeps the named columns, ``exclude`` drops them (names from ``InputSpec``'s
+    ``categorical_names`` / ``numeric_names``). Used to route bias features to a bias tower and
+    keep them out of the main network.
+    """
+
+    def __init__(self, spec, embedding_dim: int = 4, only: list[str] | None = None,
+                 exclude: list[str] | None = None) -> None:
+        super().__init__()
+        cat_names, num_names = list(spec.categorical_names), list(spec.numeric_names)
+        if len(cat_names) != len(spec.cardinalities) or len(num_names) != spec.num_numeric:
+            raise ValueError("selecting input features by name needs InputSpec.categorical_names "
+                             "and numeric_names (set by mtlkit.data.prepare)")
+        known = cat_names + num_names
+        asked = list(only or []) + list(exclude or [])
+        unknown = [n for n in asked if n not in known]
+        if unknown:
+            raise ValueError(f"feature(s) {unknown[:5]} are not model inputs; inputs are "
+                             f"{known[:20]}")
+        keep = (lambda n: n in only) if only is not None else (lambda n: n not in exclude)
+        cat_idx = [j for j, n in enumerate(cat_names) if keep(n)]
+        num_idx = [j for j, n in enumerate(num_names) if keep(n)]
+        if not cat_idx and not num_idx:
+            raise ValueError("the feature selection leaves no input features")
+        self.register_buffer("cat_idx", torch.tensor(cat_idx, dtype=torch.long), persistent=False)
+        self.register_buffer("num_idx", torch.tensor(num_idx, dtype=torch.long), persistent=False)
+        self.names = [cat_names[j] for j in cat_idx] + [num_names[j] for j in num_idx]
+        self.inner = TabularInput([spec.cardinalities[j] for j in cat_idx], len(num_idx),
+                                  embedding_dim)
+        self.output_dim = self.inner.output_dim
+
+    def select(self, features: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        out = {}
+        if len(self.cat_idx):
+            out["categorical"] = features["categorical"].index_select(1, self.cat_idx)
+        if len(self.num_idx):
+            out["numeric"] = features["numeric"].index_select(1, self.num_idx)
+        return out
+
+    def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.inner(self.select(features))
+
+
+class StackedMLP(nn.Module):
+    """``n`` independent MLPs (experts, sub-networks, towers) as batched matmuls.
+
+    Input ``[n, B, in]`` or ``[1, B, in]`` (shared input) → ``[n, B, units[-1]]``; every layer
+    is followed by the activation.
+    """
+
+    def __init__(self, n: int, in_dim: int, units: list[int], activation: str = "relu") -> None:
+        super().__init__()
+        if not units:
+            raise ValueError("a stacked MLP needs at least one layer (units)")
+        dims = [in_dim, *units]
+        self.layers = nn.ModuleList(StackedLinear(n, a, b) for a, b in pairwise(dims))
+        self.act = ACTIVATIONS[activation]()
+        self.output_dim = units[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = self.act(layer(x))
+        return x
+
+
+def gather_mix(
+    gate_logits: torch.Tensor, experts: torch.Tensor, index: torch.Tensor,
+    valid: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gates over chosen subsets of experts, as one batched contraction.
+
+    ``gate_logits [G, B, N]`` score, for gate g, the experts ``index[g] [N]`` of
+    ``experts [E, B, H]``; ``valid [G, N]`` marks real entries when gates have fewer than N
+    experts (padding gets weight 0). Returns mixtures ``[G, B, H]`` and gate weights
+    ``[G, B, N]``.
+    """
+    if valid is not None:
+        gate_logits = gate_logits.masked_fill(~valid[:, None, :], float("-inf"))
+    gates = F.softmax(gate_logits, dim=-1)
+    chosen = experts[index]  # [G, N, B, H]
+    return torch.einsum("gbn,gnbh->gbh", gates, chosen), gates

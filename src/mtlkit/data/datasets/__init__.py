@@ -52,4 +52,10 @@ def load_dataset(name: str, data_dir: str | None = None, **params) -> RawSplits:
 
 
 # registration side effects
-from mtlkit.data.datasets import census, synthetic, table  # noqa: E402,F401
+from mtlkit.data.datasets import (  # noqa: E402,F401
+    alibaba,
+    census,
+    entire_space,
+    synthetic,
+    table,
+)
