@@ -101,6 +101,7 @@ def train(
         "model": {"name": cfg.model.name, "params": cfg.model.params},
         "input_spec": data.input_spec.__dict__, "encoder": data.encoder.to_dict(),
         "read_options": data.raw.read_options.model_dump(),
+        "pre_encoded": data.raw.inputs is not None,
     }
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -153,6 +154,7 @@ class Predictor:
 
     def predict(self, frame: pd.DataFrame, batch_size: int = 16384) -> pd.DataFrame:
         """One column per task (``<task>`` probability/value, or ``<task>_<k>`` per class)."""
+        self._check_tabular()
         store = encode_frame(self.encoder, frame, with_labels=False)
         preds = predict_store(self.model, store, self.tasks, batch_size)
         out = {}
@@ -166,8 +168,16 @@ class Predictor:
         return pd.DataFrame(out, index=frame.index)
 
     def evaluate(self, frame: pd.DataFrame) -> dict[str, dict[str, float]]:
+        self._check_tabular()
         store = encode_frame(self.encoder, frame)
         return evaluate_store(self.model, store, self.tasks)
+
+    def _check_tabular(self) -> None:
+        if self.bundle.get("pre_encoded"):
+            raise ValueError(
+                f"this model reads pre-encoded {self.bundle['input_spec']['kind']!r} inputs, not "
+                "table rows; evaluate it on its dataset with mtlkit.api.evaluate(run_dir)"
+            )
 
 
 def load(run_dir: str | Path) -> Predictor:
@@ -185,7 +195,10 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None) -> dict[str, A
         return predictor.evaluate(read_table(data, predictor.read_options))
     prepared = load_data(predictor.config, check=False)
     split = "test" if "test" in prepared.stores else "valid"
-    store = encode_frame(predictor.encoder, getattr(prepared.raw, split))
+    if prepared.raw.inputs is not None:  # images/tokens: the dataset encoded them itself
+        store = prepared.stores[split]
+    else:
+        store = encode_frame(predictor.encoder, getattr(prepared.raw, split))
     return {split: evaluate_store(predictor.model, store, predictor.tasks)}
 
 

@@ -45,12 +45,19 @@ def encode_frame(
 
 
 def prepare(raw: RawSplits, check: bool = True) -> PreparedData:
-    """Fit encoders on the training split only and encode every split once."""
+    """Fit encoders on the training split only and encode every split once.
+
+    Datasets with pre-encoded inputs (``raw.inputs``: images, token ids) keep their feature
+    tensors; only their labels are encoded from the frames, and the input spec comes from them.
+    """
     encoder = TabularEncoder(raw.schema).fit(raw.train)
     stores = {}
     for split in ("train", "valid", "test"):
         frame = getattr(raw, split)
         if frame is None:
+            continue
+        if raw.inputs is not None:
+            stores[split] = TensorStore(raw.inputs.features[split], *encoder.encode_labels(frame))
             continue
         stores[split] = encode_frame(encoder, frame)
         if check and split == "train":
@@ -58,4 +65,6 @@ def prepare(raw: RawSplits, check: bool = True) -> PreparedData:
     spec = InputSpec("tabular", encoder.cardinalities, len(encoder.numeric),
                      categorical_names=[e.name for e in encoder.categorical],
                      numeric_names=[e.name for e in encoder.numeric])
+    if raw.inputs is not None:
+        spec = InputSpec(raw.inputs.kind, extra=dict(raw.inputs.extra))
     return PreparedData(encoder, stores, spec, raw)

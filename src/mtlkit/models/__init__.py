@@ -55,6 +55,7 @@ from mtlkit.models import (  # noqa: E402,F401
     bias_tower,
     cross_stitch,
     esmm,
+    image_input,
     mmoe,
     omoe,
     ple,
@@ -62,6 +63,7 @@ from mtlkit.models import (  # noqa: E402,F401
     single_task,
     snr,
     task_chain,
+    text_input,
 )
 
 __all__ = ["INPUTS", "MODELS", "MultiTaskModel", "create_model", "register_input",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
+import torch
 
 from mtlkit.data.readers import ReadOptions
 from mtlkit.data.schema import Schema
@@ -25,6 +27,23 @@ class RawSplits:
     test: pd.DataFrame | None = None
     read_options: ReadOptions = field(default_factory=ReadOptions)
     description: str = ""
+    #: model inputs the dataset encoded itself (images, token ids); None = tabular features
+    inputs: EncodedInputs | None = None
+
+
+@dataclass
+class EncodedInputs:
+    """Inputs that are not table columns, already encoded by the dataset (fitted on train).
+
+    ``features[split]`` maps feature-group names to tensors whose rows align with the rows of
+    that split's frame (the frames then hold only labels and row metadata). ``kind`` names the
+    input module (``models.INPUTS``) and ``extra`` is what it needs (shape, vocabulary size...).
+    Labels are still encoded from the frames by the task specs, like tabular data.
+    """
+
+    kind: str
+    features: dict[str, dict[str, torch.Tensor]]
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 DATASETS: Registry[RawSplits] = Registry("dataset")
@@ -56,6 +75,8 @@ from mtlkit.data.datasets import (  # noqa: E402,F401
     alibaba,
     census,
     entire_space,
+    multi_fashion,
+    reviews,
     synthetic,
     table,
 )
