@@ -89,6 +89,24 @@ def predict(
 
 
 @app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory written by train")],
+    format: Annotated[str, typer.Option("--format", "-f", help="onnx or torchscript")] = "onnx",
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="output folder (default: RUN_DIR/export)")] = None,
+) -> None:
+    """Export the model for serving (named per-task outputs) plus vocabulary.json (encoders)."""
+    from mtlkit.export import export as export_run
+
+    try:
+        done = export_run(run_dir, format, out)  # type: ignore[arg-type]
+    except (MtlkitError, FileNotFoundError, ValueError) as exc:
+        _fail(exc)
+    console.print(f"wrote {done.model} (inputs {done.inputs}, outputs {done.outputs}) "
+                  f"and {done.vocabulary}")
+
+
+@app.command()
 def datasets() -> None:
     """List the built-in datasets and where mtlkit looks for their files."""
     from mtlkit.data.datasets import DATASETS, data_dir_candidates
