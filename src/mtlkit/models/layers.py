@@ -18,6 +18,24 @@ def _uniform_(t: torch.Tensor, fan_in: int) -> torch.Tensor:
     return nn.init.uniform_(t, -bound, bound)
 
 
+class _GatherRows(torch.autograd.Function):
+    """``weight[index]`` whose backward is one ``index_add_`` (CPU's dense embedding backward
+    sorts the indices and was the largest single cost of a census MMoE step)."""
+
+    @staticmethod
+    def forward(ctx, weight: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(index)
+        ctx.num_rows = weight.shape[0]
+        return weight.index_select(0, index.reshape(-1)).view(*index.shape, weight.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (index,) = ctx.saved_tensors
+        dim = grad.shape[-1]
+        out = grad.new_zeros(ctx.num_rows, dim)
+        return out.index_add_(0, index.reshape(-1), grad.reshape(-1, dim)), None
+
+
 class FeatureEmbedding(nn.Module):
     """All categorical fields share ONE table; field j's ids are shifted by ``offsets[j]``."""
 
@@ -31,7 +49,10 @@ class FeatureEmbedding(nn.Module):
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         """[B, F] local ids → [B, F·dim]."""
-        return self.table(codes + self.offsets).flatten(1)
+        ids = codes + self.offsets
+        if torch.is_grad_enabled() and self.table.weight.requires_grad:
+            return _GatherRows.apply(self.table.weight, ids).flatten(1)
+        return self.table(ids).flatten(1)  # plain op: traceable for ONNX / TorchScript
 
 
 class TabularInput(nn.Module):
@@ -168,7 +189,8 @@ class GatedExperts(nn.Module):
 def mix(gate_logits: torch.Tensor, experts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Softmax gates [B, G, E] · experts [B, E, H] → mixtures [G, B, H] and gate weights."""
     gates = F.softmax(gate_logits, dim=-1)
-    mixed = torch.bmm(gates, experts)  # [B, G, H]
+    # broadcast-multiply-sum beats bmm over B tiny [G, E] @ [E, H] products on CPU
+    mixed = (gates.unsqueeze(-1) * experts.unsqueeze(1)).sum(2)  # [B, G, H]
     return mixed.transpose(0, 1), gates
 
 
