@@ -29,6 +29,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", default="runs/census_zoo")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse <out>/<name>/seed<N>/results.json of finished runs")
     args = parser.parse_args()
     out = Path(args.out)
     summary_path = out / "summary.json"
@@ -37,6 +39,15 @@ def main() -> None:
     for name in args.names:
         rows = []
         for seed in args.seeds:
+            done = out / name / f"seed{seed}" / "results.json"
+            if args.reuse and done.exists():
+                res = json.loads(done.read_text())
+                rows.append({"seed": seed, "test_auc": {t: m["auc"] for t, m in
+                                                         res["test"].items()},
+                             "best_epoch": res["best_epoch"], "seconds": None,
+                             "parameters": res["parameters"]["parameters"]})
+                print(name, rows[-1], "(reused)", flush=True)
+                continue
             overrides = [f"train.seed={seed}", "train.progress=false",
                          "train.tensorboard=false", "diagnostics.enabled=false", *args.overrides]
             cfg = load_config(CONFIGS / f"{name}.yaml", overrides)
