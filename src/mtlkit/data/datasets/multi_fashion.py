@@ -50,15 +50,15 @@ CANVAS = 36
 ITEM = 28
 
 
-def verify(path: Path, expected: str | None = None) -> None:
-    """Check a Fashion-MNIST file against its published SHA-256."""
+def verify(path: Path, expected: str | None = None, url: str | None = None) -> None:
+    """Check a file against its published SHA-256 (default: the Fashion-MNIST file's)."""
     expected = expected or SHA256[path.name]
     actual = _sha256(path, False)
     if actual != expected:
         raise DataError(
             f"{path}: SHA-256 {actual[:12]}… does not match the published {expected[:12]}…; the "
-            f"file may be truncated or altered. Download it again from {BASE_URL}{path.name} "
-            "(or pass verify: false to skip this check)"
+            f"file may be truncated or altered. Download it again from "
+            f"{url or BASE_URL + path.name} (or pass verify: false to skip this check)"
         )
 
 
