@@ -73,6 +73,9 @@ class FitState:
     best_epoch: int = -1
     best_model: dict[str, torch.Tensor] | None = None
     bad_epochs: int = 0
+    #: task weights of the epoch's last optimizer step (reported at epoch end; saved so a run
+    #: killed after an epoch's last step but before its evaluation resumes exactly)
+    last_weights: torch.Tensor | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     elapsed: float = 0.0
     finished: bool = False
@@ -164,6 +167,7 @@ class Trainer:
                 if st.batch == 0:
                     st.epoch_gen_state = self.generator.get_state()
                     st.loss_sum, st.loss_count = torch.zeros(n_tasks), torch.zeros(())
+                    st.last_weights = None
                     order = train.permutation(self.generator)
                 else:  # resuming mid-epoch: replay the same permutation
                     gen = torch.Generator().set_state(st.epoch_gen_state)
@@ -175,11 +179,10 @@ class Trainer:
                     initial=st.batch, desc=f"epoch {st.epoch + 1}/{cfg.epochs}",
                     disable=not cfg.progress, leave=False, mininterval=0.5,
                 )
-                weights = None
                 for batch in bar:
                     losses, step_weights = self.train_step(batch)
                     if step_weights is not None:  # None: a skipped non-finite step
-                        weights = step_weights
+                        st.last_weights = step_weights
                         st.loss_sum += losses
                         st.loss_count += 1
                     st.batch += 1
@@ -193,7 +196,7 @@ class Trainer:
                         self.save_checkpoint()
                 bar.close()
                 st.elapsed += time.perf_counter() - started
-                self._end_epoch(train, valid, logger, weights)
+                self._end_epoch(train, valid, logger, st.last_weights)
                 self.save_checkpoint()
         finally:
             logger.close()
