@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,13 +23,17 @@ import torch
 from mtlkit import __version__
 from mtlkit.balancing import create_balancer
 from mtlkit.config import RunConfig, build_config, load_config
-from mtlkit.data.datasets import load_dataset
+from mtlkit.data.auxiliary import apply_data_rules
+from mtlkit.data.checks import CheckReport, check_predictions, run_checks
+from mtlkit.data.datasets import RawSplits, load_dataset
 from mtlkit.data.encoders import TabularEncoder
 from mtlkit.data.prepare import InputSpec, PreparedData, encode_frame, prepare
 from mtlkit.data.readers import ReadOptions, iter_table, read_table, write_table
+from mtlkit.data.sampling import negative_downsample
 from mtlkit.data.schema import TaskSpec
 from mtlkit.errors import ConfigError
-from mtlkit.evaluate import evaluate_store, predict_store
+from mtlkit.evaluate import compute_metrics, evaluate_store, predict_store
+from mtlkit.losses.calibration import NegativeSamplingCalibration, chain
 from mtlkit.models import create_model
 from mtlkit.models.base import MultiTaskModel
 from mtlkit.train import checkpoint as ckpt
@@ -46,7 +52,19 @@ def _as_config(config: RunConfig | dict | str | Path, overrides: list[str] | Non
 
 
 def load_data(config: RunConfig, check: bool = True) -> PreparedData:
-    """Load the configured dataset, apply task overrides, fit encoders on train, encode."""
+    """Load the configured dataset, apply task overrides and data rules, fit encoders on train,
+    encode, then down-sample the train split's negatives if ``data.negative_sampling`` says so."""
+    data = prepare(load_raw(config), check=check)
+    ns = config.data.negative_sampling
+    if ns is not None:
+        data.stores["train"], data.negative_sampling = negative_downsample(
+            data.stores["train"], ns.task, ns.rate, ns.seed)
+    return data
+
+
+def load_raw(config: RunConfig) -> RawSplits:
+    """The configured dataset's raw splits with ``data.tasks`` overrides and the rules
+    ``data.drop_features`` / ``derive`` / ``add_tasks`` applied."""
     raw = load_dataset(config.data.dataset, data_dir=config.data.data_dir, **config.data.params)
     if config.data.tasks:
         names = raw.schema.task_names
@@ -58,7 +76,15 @@ def load_data(config: RunConfig, check: bool = True) -> PreparedData:
             for t in raw.schema.tasks
         ]
         raw.schema = raw.schema.model_copy(update={"tasks": tasks})
-    return prepare(raw, check=check)
+    d = config.data
+    if d.drop_features or d.derive or d.add_tasks:
+        raw = apply_data_rules(raw, d.drop_features, d.derive, d.add_tasks)
+    return raw
+
+
+def check(config: RunConfig | dict | str | Path, overrides: list[str] | None = None) -> CheckReport:
+    """The data checks ``train`` runs first, as a report (``mtlkit check``)."""
+    return run_checks(load_raw(_as_config(config, overrides)))
 
 
 @dataclass
@@ -76,8 +102,10 @@ def build_model(config: RunConfig, spec: InputSpec, tasks: list[TaskSpec]) -> Mu
 def train(
     config: RunConfig | dict | str | Path, out: str | Path | None = None,
     overrides: list[str] | None = None, resume: bool = False, data: PreparedData | None = None,
+    calibrate: Callable | None = None,
 ) -> RunResult:
-    """Train, restore the best epoch, evaluate on valid and test, write the run directory."""
+    """Check the data, train, restore the best epoch, evaluate on valid and test (predictions
+    passed through the negative-sampling calibration, then ``calibrate``), write the run."""
     cfg = _as_config(config, overrides)
     run_dir = Path(out) if out is not None else None
     if cfg.train.threads:
@@ -88,7 +116,13 @@ def train(
         saved = ckpt.load(run_dir / CHECKPOINT)
         cfg = RunConfig.model_validate(saved["bundle"]["config"])
     ckpt.seed_everything(cfg.train.seed)
-    data = data or load_data(cfg)
+    data = data or load_data(cfg, check=False)
+    report = run_checks(data.raw, data.encoder)
+    report.raise_errors()
+    report.emit_warnings()
+    rates = ({data.negative_sampling["task"]: data.negative_sampling["rate"]}
+             if data.negative_sampling else {})
+    calibrate = chain(NegativeSamplingCalibration(rates) if rates else None, calibrate)
     tasks = data.raw.schema.tasks
     model = build_model(cfg, data.input_spec, tasks)
     balancer = create_balancer(
@@ -102,22 +136,33 @@ def train(
         "input_spec": data.input_spec.__dict__, "encoder": data.encoder.to_dict(),
         "read_options": data.raw.read_options.model_dump(),
         "pre_encoded": data.raw.inputs is not None,
+        #: task → kept fraction of negatives; predictions are always re-calibrated with it
+        "calibration": {"negative_sampling": rates},
     }
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(cfg.to_yaml())
-    trainer = Trainer(model, tasks, balancer, cfg.train, run_dir, bundle)
+    trainer = Trainer(model, tasks, balancer, cfg.train, run_dir, bundle, calibrate)
     if resume:
         trainer.load_state_dict(saved)
     started = time.perf_counter()
     state = trainer.fit(data.stores["train"], data.stores["valid"])
+    valid = data.stores["valid"]
+    valid_preds = predict_store(model, valid, tasks, cfg.train.eval_batch_size, calibrate)
     results: dict[str, Any] = {
         "best_epoch": state.best_epoch,
-        "valid": evaluate_store(model, data.stores["valid"], tasks, cfg.train.eval_batch_size),
+        "valid": compute_metrics(tasks, valid_preds, valid.labels, valid.masks),
     }
     if "test" in data.stores:
         results["test"] = evaluate_store(model, data.stores["test"], tasks,
-                                         cfg.train.eval_batch_size)
+                                         cfg.train.eval_batch_size, calibrate)
+    results["roles"] = {t.name: t.role for t in tasks}
+    if data.negative_sampling:
+        results["negative_sampling"] = data.negative_sampling
+    findings = check_predictions(tasks, valid_preds, valid.masks, results["valid"])
+    for finding in findings:
+        warnings.warn(f"[{finding.check}] {finding.message}", stacklevel=2)
+    results["warnings"] = [f.message for f in report.warnings + findings]
     results["monitor"] = {"task": trainer.monitor[0], "metric": trainer.monitor[1]}
     results["train_seconds"] = round(state.elapsed, 3)
     results["wall_seconds"] = round(time.perf_counter() - started, 3)
@@ -140,9 +185,12 @@ def _jsonable(obj: Any) -> Any:
 class Predictor:
     """A trained model with its encoders: raw rows in, per-task predictions out."""
 
-    def __init__(self, bundle: dict[str, Any]) -> None:
+    def __init__(self, bundle: dict[str, Any], calibrate: Callable | None = None) -> None:
         if bundle.get("format") != "mtlkit-model":
             raise ValueError("not an mtlkit model file")
+        rates = bundle.get("calibration", {}).get("negative_sampling") or {}
+        #: the saved negative-sampling calibration, then the caller's ``calibrate``
+        self.calibrate = chain(NegativeSamplingCalibration(rates) if rates else None, calibrate)
         self.bundle = bundle
         self.config = RunConfig.model_validate(bundle["config"])
         self.encoder = TabularEncoder.from_dict(bundle["encoder"])
@@ -156,7 +204,7 @@ class Predictor:
         """One column per task (``<task>`` probability/value, or ``<task>_<k>`` per class)."""
         self._check_tabular()
         store = encode_frame(self.encoder, frame, with_labels=False)
-        preds = predict_store(self.model, store, self.tasks, batch_size)
+        preds = predict_store(self.model, store, self.tasks, batch_size, self.calibrate)
         out = {}
         for task in self.tasks:
             p = preds[task.name].numpy()
@@ -170,7 +218,7 @@ class Predictor:
     def evaluate(self, frame: pd.DataFrame) -> dict[str, dict[str, float]]:
         self._check_tabular()
         store = encode_frame(self.encoder, frame)
-        return evaluate_store(self.model, store, self.tasks)
+        return evaluate_store(self.model, store, self.tasks, calibrate=self.calibrate)
 
     def _check_tabular(self) -> None:
         if self.bundle.get("pre_encoded"):
@@ -199,7 +247,8 @@ def evaluate(run_dir: str | Path, data: str | Path | None = None) -> dict[str, A
         store = prepared.stores[split]
     else:
         store = encode_frame(predictor.encoder, getattr(prepared.raw, split))
-    return {split: evaluate_store(predictor.model, store, predictor.tasks)}
+    return {split: evaluate_store(predictor.model, store, predictor.tasks,
+                                  calibrate=predictor.calibrate)}
 
 
 def predict(
@@ -235,5 +284,5 @@ def predict(
     return n
 
 
-__all__ = ["Predictor", "RunResult", "evaluate", "load", "load_data", "predict", "train",
+__all__ = ["Predictor", "RunResult", "check", "evaluate", "load", "load_data", "predict", "train",
            "write_table"]

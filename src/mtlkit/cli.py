@@ -123,6 +123,64 @@ def datasets() -> None:
         console.print(f"  {path.resolve()}  {'(exists)' if path.exists() else '(missing)'}")
 
 
+@app.command()
+def check(
+    config: Annotated[Path, typer.Argument(help="YAML run configuration")],
+    set_: Annotated[list[str] | None,
+                    typer.Option("--set", help="override: key.path=value")] = None,
+) -> None:
+    """Check the configured data (the checks `train` runs first); exit code 1 on errors."""
+    from mtlkit import api
+
+    try:
+        report = api.check(config, overrides=set_ or [])
+    except (MtlkitError, FileNotFoundError, KeyError) as exc:
+        _fail(exc)
+    _print_check_report(report)
+    if report.errors:
+        raise typer.Exit(code=1)
+
+
+def _fmt(value, pattern: str = "{:.4f}") -> str:
+    return "" if value is None else pattern.format(value)
+
+
+def _print_check_report(report) -> None:
+    tasks = Table(title="tasks")
+    for h in ("split", "task", "role", "rows", "labelled", "positives", "positive rate",
+              "label missing"):
+        tasks.add_column(h, justify="left" if h in ("split", "task", "role") else "right")
+    for r in report.tasks:
+        tasks.add_row(r["split"], r["task"], r["role"], str(r["rows"]), str(r["labelled"]),
+                      _fmt(r["positives"], "{}"), _fmt(r["positive_rate"]),
+                      _fmt(r["missing_rate"], "{:.2%}"))
+    console.print(tasks)
+    if report.features:
+        splits = [k.removeprefix("unseen_") for k in report.features[0] if k.startswith("unseen_")]
+        feats = Table(title="features (cardinality: distinct training values)")
+        for h in ("feature", "kind", "cardinality", "missing (train)",
+                  *[f"unseen in {s}" for s in splits]):
+            feats.add_column(h, justify="left" if h in ("feature", "kind") else "right")
+        for r in report.features:
+            feats.add_row(r["feature"], r["kind"], str(r["cardinality"]),
+                          _fmt(r["missing_rate"], "{:.2%}"),
+                          *[_fmt(r[f"unseen_{s}"], "{:.2%}") for s in splits])
+        console.print(feats)
+    for f in report.findings:
+        colour = "red" if f.level == "error" else "yellow"
+        console.print(f"[bold {colour}]{f.level}[/] [{f.check}] {f.message}", markup=True)
+    console.print(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
+
+
+def _register_bench() -> None:
+    from mtlkit.bench.cli import bench_app
+
+    app.add_typer(bench_app, name="bench")
+
+
+_register_bench()
+
+
 def main() -> None:
     app()
 

@@ -15,12 +15,29 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class NegativeSamplingConfig(_Strict):
+    """Keep every positive of ``task`` and a fraction ``rate`` of its training negatives;
+    predictions are re-calibrated to the full-data scale (the rate is saved with the model)."""
+
+    task: str
+    rate: float = Field(gt=0.0, le=1.0)
+    seed: int = 0
+
+
 class DataConfig(_Strict):
     dataset: str = "synthetic"
     data_dir: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     #: per-task overrides of the dataset's task specs, e.g. {income: {weight: 2.0}}
     tasks: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: feature columns of the dataset left out of the inputs (e.g. to predict one of them)
+    drop_features: list[str] = Field(default_factory=list)
+    #: derived label columns fitted on train, e.g.
+    #: {name: occ_rate, rule: target_rate, field: occupation_code, task: income}
+    derive: list[dict[str, Any]] = Field(default_factory=list)
+    #: extra tasks (TaskSpec fields; ``role`` defaults to auxiliary)
+    add_tasks: list[dict[str, Any]] = Field(default_factory=list)
+    negative_sampling: NegativeSamplingConfig | None = None
 
 
 class ModelConfig(_Strict):

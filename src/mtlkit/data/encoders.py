@@ -219,6 +219,26 @@ def encode_label(frame: pd.DataFrame, task: TaskSpec) -> tuple[torch.Tensor, tor
     return labels, mask
 
 
+def encode_sample_weight(frame: pd.DataFrame, task: TaskSpec) -> torch.Tensor | None:
+    """Per-row loss weights of one task from its ``sample_weight`` column (None if unweighted).
+
+    Weights must be finite and ≥ 0; a missing weight is an error naming column and row.
+    """
+    if task.sample_weight is None:
+        return None
+    source = _source(frame)
+    require_columns(frame, [task.sample_weight])
+    w = to_float(frame[task.sample_weight], task.sample_weight, source)
+    bad = ~np.isfinite(w) | (w < 0)
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{source}: task {task.name!r}: sample_weight column {task.sample_weight!r} row "
+            f"{row}: value {frame[task.sample_weight].iloc[row]!r} is not a finite number ≥ 0"
+        )
+    return torch.tensor(w, dtype=torch.float32)
+
+
 class TabularEncoder:
     """All encoders of a schema: fit on train, transform any split into tensors."""
 
@@ -269,6 +289,9 @@ class TabularEncoder:
         for task in self.schema.tasks:
             labels[task.name], masks[task.name] = encode_label(frame, task)
         return labels, masks
+
+    def encode_weights(self, frame: pd.DataFrame) -> dict[str, torch.Tensor | None]:
+        return {task.name: encode_sample_weight(frame, task) for task in self.schema.tasks}
 
     def unseen_rate(self, frame: pd.DataFrame) -> dict[str, float]:
         """Share of rows whose category maps to the OOV id, per categorical column."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -32,6 +33,8 @@ class PreparedData:
     stores: dict[str, TensorStore]
     input_spec: InputSpec
     raw: RawSplits
+    #: what ``data.negative_sampling`` did to the train store (its ``rate`` calibrates)
+    negative_sampling: dict[str, Any] | None = None
 
 
 def encode_frame(
@@ -41,7 +44,7 @@ def encode_frame(
     if not with_labels:
         return TensorStore(features, {}, {})
     labels, masks = encoder.encode_labels(frame)
-    return TensorStore(features, labels, masks)
+    return TensorStore(features, labels, masks, encoder.encode_weights(frame))
 
 
 def prepare(raw: RawSplits, check: bool = True) -> PreparedData:
@@ -57,7 +60,8 @@ def prepare(raw: RawSplits, check: bool = True) -> PreparedData:
         if frame is None:
             continue
         if raw.inputs is not None:
-            stores[split] = TensorStore(raw.inputs.features[split], *encoder.encode_labels(frame))
+            stores[split] = TensorStore(raw.inputs.features[split], *encoder.encode_labels(frame),
+                                        encoder.encode_weights(frame))
             continue
         stores[split] = encode_frame(encoder, frame)
         if check and split == "train":

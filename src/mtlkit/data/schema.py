@@ -35,6 +35,20 @@ class FeatureSpec(_Strict):
     transform: Literal["none", "log1p"] = "none"
 
 
+class AdversarialSpec(_Strict):
+    """An adversarial auxiliary task: its head sees the shared representation through a
+    gradient-reversal layer scaled by λ. ``schedule: dann`` ramps λ·(2/(1+exp(−γ·p)) − 1)
+    over training progress p ∈ [0, 1] (Ganin & Lempitsky, 2015); ``constant`` keeps λ."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    lambda_: float = Field(default=1.0, ge=0.0, alias="lambda")
+    schedule: Literal["constant", "dann"] = "dann"
+    gamma: float = Field(default=10.0, gt=0.0)
+    #: hidden widths of the adversarial head
+    units: list[int] = Field(default_factory=lambda: [16])
+
+
 class TaskSpec(_Strict):
     """One prediction target.
 
@@ -57,11 +71,23 @@ class TaskSpec(_Strict):
     #: indicator column: the task is defined only on rows where it is 1 (e.g. CVR on clicks);
     #: other rows are masked out of its loss and metrics, and a positive label there is an error
     sample_space: str | None = None
+    #: column of non-negative per-row loss weights (the reduction is Σ w·loss / #rows)
+    sample_weight: str | None = None
+    #: binary tasks: loss multipliers of positive and negative rows (negative down-weighting)
+    positive_weight: float = Field(default=1.0, ge=0.0)
+    negative_weight: float = Field(default=1.0, ge=0.0)
+    #: head on a gradient-reversal layer over the shared representation (role: auxiliary)
+    adversarial: AdversarialSpec | None = None
 
     @model_validator(mode="after")
     def _check(self) -> TaskSpec:
         if self.type != "binary" and (self.positive_values or self.negative_values):
             raise ValueError(f"task {self.name!r}: positive_values only apply to binary tasks")
+        if self.type != "binary" and (self.positive_weight != 1.0 or self.negative_weight != 1.0):
+            raise ValueError(f"task {self.name!r}: positive_weight/negative_weight only apply "
+                             f"to binary tasks")
+        if self.adversarial is not None and self.role != "auxiliary":
+            raise ValueError(f"task {self.name!r}: adversarial tasks must have role: auxiliary")
         if self.negative_values is not None and self.positive_values is None:
             raise ValueError(f"task {self.name!r}: negative_values needs positive_values")
         return self
@@ -136,5 +162,6 @@ class Schema(_Strict):
         """Every raw column the schema reads (features, label columns, sample-space columns)."""
         cols = [f.name for f in self.features]
         for t in self.tasks:
-            cols += [c for c in (t.column, t.sample_space) if c is not None and c not in cols]
+            cols += [c for c in (t.column, t.sample_space, t.sample_weight)
+                     if c is not None and c not in cols]
         return cols

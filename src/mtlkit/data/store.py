@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -14,12 +14,14 @@ from mtlkit.errors import DataError
 class Batch:
     """A plain (features, labels, masks) bundle keyed by feature-group and task name.
 
-    ``masks[task]`` is None when every row of the batch is labelled for that task.
+    ``masks[task]`` is None when every row of the batch is labelled for that task;
+    ``weights[task]`` (per-row loss weights) is absent or None when the task is unweighted.
     """
 
     features: dict[str, torch.Tensor]
     labels: dict[str, torch.Tensor]
     masks: dict[str, torch.Tensor | None]
+    weights: dict[str, torch.Tensor | None] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return next(iter(self.features.values())).shape[0]
@@ -37,11 +39,14 @@ class TensorStore:
         features: dict[str, torch.Tensor],
         labels: dict[str, torch.Tensor],
         masks: dict[str, torch.Tensor | None] | None = None,
+        weights: dict[str, torch.Tensor | None] | None = None,
     ) -> None:
         masks = masks or {}
+        weights = weights or {}
         sizes = {f"feature {k!r}": v.shape[0] for k, v in features.items()}
         sizes |= {f"label {k!r}": v.shape[0] for k, v in labels.items()}
         sizes |= {f"mask {k!r}": v.shape[0] for k, v in masks.items() if v is not None}
+        sizes |= {f"weight {k!r}": v.shape[0] for k, v in weights.items() if v is not None}
         if len(set(sizes.values())) > 1:
             raise DataError(f"tensor store columns differ in length: {sizes}")
         if not sizes or next(iter(sizes.values())) == 0:
@@ -49,6 +54,7 @@ class TensorStore:
         self.features = features
         self.labels = labels
         self.masks = {k: masks.get(k) for k in labels}
+        self.weights = {k: weights.get(k) for k in labels}
 
     def __len__(self) -> int:
         return next(iter(self.features.values())).shape[0]
@@ -57,17 +63,21 @@ class TensorStore:
         out = {f"f:{k}": v for k, v in self.features.items()}
         out |= {f"y:{k}": v for k, v in self.labels.items()}
         out |= {f"m:{k}": v for k, v in self.masks.items() if v is not None}
+        out |= {f"w:{k}": v for k, v in self.weights.items() if v is not None}
         return out
 
     def _batch(self, tensors: dict[str, torch.Tensor], sl: slice) -> Batch:
         masks: dict[str, torch.Tensor | None] = {}
+        weights: dict[str, torch.Tensor | None] = {}
         for k in self.labels:
-            m = tensors.get(f"m:{k}")
+            m, w = tensors.get(f"m:{k}"), tensors.get(f"w:{k}")
             masks[k] = None if m is None else m[sl]
+            weights[k] = None if w is None else w[sl]
         return Batch(
             features={k: tensors[f"f:{k}"][sl] for k in self.features},
             labels={k: tensors[f"y:{k}"][sl] for k in self.labels},
             masks=masks,
+            weights=weights,
         )
 
     def permutation(self, generator: torch.Generator) -> torch.Tensor:
@@ -98,4 +108,5 @@ class TensorStore:
             {k: pick(v) for k, v in self.features.items()},
             {k: pick(v) for k, v in self.labels.items()},
             {k: pick(v) for k, v in self.masks.items()},
+            {k: pick(v) for k, v in self.weights.items()},
         )

@@ -1,7 +1,11 @@
 """Per-sample losses (registered by name) and the masked per-task reduction.
 
 A loss factory takes its params and returns ``fn(prediction, target) -> per-sample loss``.
-``TaskLosses`` applies each task's loss and reduces it over the task's own (unmasked) rows.
+``TaskLosses`` applies each task's loss, multiplies it by the row weights (the task's
+``sample_weight`` column and its ``positive_weight``/``negative_weight``), and reduces it over
+the task's own (unmasked) rows: ``Σ_i m_i w_i ℓ_i / Σ_i m_i``. Dividing by the row count, not
+by ``Σ w``, keeps down-weighting negatives a real down-weighting (as ``pos_weight`` in
+``BCEWithLogitsLoss``) instead of a renormalised average.
 """
 
 from __future__ import annotations
@@ -45,12 +49,30 @@ def ce() -> LossFn:
     return fn
 
 
-def masked_mean(per_sample: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Mean over rows where ``mask`` is true; 0 (not NaN) when no row is."""
+def masked_mean(
+    per_sample: torch.Tensor, mask: torch.Tensor | None, weight: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``Σ m·w·ℓ / Σ m``: mean over rows where ``mask`` is true of the (weighted) losses;
+    0 (not NaN) when no row is."""
+    if weight is not None:
+        per_sample = per_sample * weight
     if mask is None:
         return per_sample.mean()
     m = mask.to(per_sample.dtype)
     return (per_sample * m).sum() / m.sum().clamp_min(1.0)
+
+
+def row_weights(
+    task: TaskSpec, target: torch.Tensor, sample_weight: torch.Tensor | None
+) -> torch.Tensor | None:
+    """Per-row loss multipliers: sample weight × class weight (None when all are 1)."""
+    w = sample_weight
+    if task.type == "binary" and (task.positive_weight != 1.0 or task.negative_weight != 1.0):
+        pos = torch.tensor(task.positive_weight, dtype=target.dtype)
+        neg = torch.tensor(task.negative_weight, dtype=target.dtype)
+        cls = neg + (pos - neg) * target  # exact for 0/1 labels, linear for soft ones
+        w = cls if w is None else w * cls
+    return w
 
 
 @dataclass
@@ -77,7 +99,9 @@ class TaskLosses:
     def __call__(
         self, outputs: dict[str, torch.Tensor], labels: dict[str, torch.Tensor],
         masks: dict[str, torch.Tensor | None],
+        weights: dict[str, torch.Tensor | None] | None = None,
     ) -> LossResult:
+        weights = weights or {}
         values, present = [], []
         for task, fn in zip(self.tasks, self.fns, strict=True):
             pred, target = outputs[task.name], labels[task.name]
@@ -93,6 +117,11 @@ class TaskLosses:
                 present.append(False)
                 continue
             mask = masks.get(task.name)
-            values.append(masked_mean(fn(pred, target), mask))
+            w = row_weights(task, target, weights.get(task.name))
+            values.append(masked_mean(fn(pred, target), mask, w))
             present.append(mask is None or bool(mask.any()))
         return LossResult(torch.stack(values), torch.tensor(present), self.names)
+
+
+# registration side effects: one file per loss
+from mtlkit.losses import focal, huber  # noqa: E402,F401

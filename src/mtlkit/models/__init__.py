@@ -43,8 +43,15 @@ def create_model(
         """The configured input module; ``overrides`` (e.g. ``exclude=[...]``) are added."""
         return factory(input_spec, **{**input_params, **overrides})
 
+    def build(model_tasks: list[TaskSpec]) -> MultiTaskModel:
+        return MODELS.get(name)(make_input=make_input, tasks=model_tasks, **params)
+
     try:
-        return MODELS.get(name)(make_input=make_input, tasks=tasks, **params)
+        if any(t.adversarial is not None for t in tasks):  # GRL heads on the shared trunk
+            from mtlkit.models.adversarial import with_adversarial_heads
+
+            return with_adversarial_heads(build, tasks, input_spec)
+        return build(tasks)
     except TypeError as exc:
         raise TypeError(f"model {name!r}: {exc}") from None
 

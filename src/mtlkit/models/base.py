@@ -64,6 +64,10 @@ class MultiTaskModel(nn.Module):
         if self.record_gates:
             self.gate_weights[name] = gates.detach()
 
+    def set_progress(self, progress: float) -> None:
+        """Training progress in [0, 1], set by the trainer before every step (for schedules
+        such as a gradient-reversal λ); ignored by default."""
+
     def extra_losses(self) -> dict[str, torch.Tensor]:
         """Regularisers produced by the last forward (e.g. an L0 penalty); none by default."""
         return {}

@@ -50,6 +50,9 @@ def resolve_monitor(tasks: list[TaskSpec], task: str | None, metric: str | None)
     if task not in names:
         raise ConfigError(f"train.monitor.task {task!r} is not a task; tasks are {names}")
     spec = tasks[names.index(task)]
+    if spec.role == "auxiliary":
+        raise ConfigError(f"train.monitor.task {task!r} is an auxiliary task; auxiliary tasks "
+                          f"are excluded from model selection and early stopping")
     metric = metric or spec.default_metric
     allowed = {"binary": ["auc", "logloss"], "regression": ["rmse", "mae"],
                "multiclass": ["accuracy", "logloss"]}[spec.type]
@@ -143,7 +146,7 @@ class Trainer:
             outputs = model.decode(rep)
         else:
             rep, outputs = None, model(batch.features)
-        result = self.losses(outputs, batch.labels, batch.masks)
+        result = self.losses(outputs, batch.labels, batch.masks, batch.weights)
         ctx = BackwardContext(model, rep, model.extra_losses(), self.state.epoch, self.state.step)
         weights = self.balancer.backward(result, ctx)
         if weights is None:  # non-finite step skipped by the balancer (nonfinite: skip)
@@ -180,6 +183,7 @@ class Trainer:
                     disable=not cfg.progress, leave=False, mininterval=0.5,
                 )
                 for batch in bar:
+                    self.model.set_progress((st.epoch + st.batch / total) / cfg.epochs)
                     losses, step_weights = self.train_step(batch)
                     if step_weights is not None:  # None: a skipped non-finite step
                         st.last_weights = step_weights
