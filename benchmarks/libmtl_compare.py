@@ -12,7 +12,8 @@ import; its weighting classes are mixins expecting ``task_num``, ``device``, ``r
 ``get_share_params`` and ``zero_grad_share_params`` from its architecture classes, which a
 small mtlkit ``Balancer`` adapter supplies (device ``cpu`` instead of its ``cuda:0``; the
 weighting code itself never calls ``iterator.next()``, only LibMTL's trainer does). LibMTL 1.1.5
-ships no Nash-MTL. Both sides run in their default modes: LibMTL's PCGrad/MGDA/CAGrad take
+ships no Nash-MTL, and its CAGrad objective only accepts exactly 3 tasks (subclassed here).
+Both sides run in their default modes: LibMTL's PCGrad/MGDA/CAGrad take
 gradients on the shared parameters; mtlkit's MGDA does too, PCGrad/CAGrad (and ``mgda_ub``)
 at the representation.
 """
@@ -81,6 +82,38 @@ class LibMTLAdapter(Balancer):
         return out
 
 
+def _cagrad_any_t(cagrad_cls):
+    """LibMTL 1.1.5's CAGrad objective hard-codes ``reshape(1, 3)`` (3 tasks only); this subclass
+    runs the same steps (its gradient pass, SciPy SLSQP on the Gram matrix, its rescale and
+    ``_reset_grad``) for any number of tasks."""
+    import numpy as np
+    from scipy.optimize import minimize
+
+    class CAGradAnyT(cagrad_cls):
+        def backward(self, losses, **kwargs):
+            calpha, rescale = kwargs["calpha"], kwargs["rescale"]
+            self._compute_grad_dim()
+            grads = self._compute_grad(losses, mode="backward")
+            gg = torch.matmul(grads, grads.t()).cpu()
+            g0_norm = (gg.mean() + 1e-8).sqrt()
+            x_start = np.ones(self.task_num) / self.task_num
+            a, b = gg.numpy(), x_start.copy()
+            c = (calpha * g0_norm + 1e-8).item()
+
+            def objfn(x):
+                return float(x @ a @ b + c * np.sqrt(x @ a @ x + 1e-8))
+
+            res = minimize(objfn, x_start, bounds=tuple((0, 1) for _ in x_start),
+                           constraints=({"type": "eq", "fun": lambda x: 1 - sum(x)},))
+            ww = torch.Tensor(res.x)
+            gw = (grads * ww.view(-1, 1)).sum(0)
+            g = grads.mean(0) + c / (gw.norm() + 1e-8) * gw
+            self._reset_grad(g / {0: 1.0, 1: 1 + calpha**2, 2: 1 + calpha}[rescale])
+            return res.x
+
+    return CAGradAnyT
+
+
 def time_steps(trainer, batches, steps):
     times = []
     for i in range(steps):
@@ -99,7 +132,7 @@ def main() -> None:
     from LibMTL.weighting import MGDA, CAGrad, PCGrad
 
     libmtl = {"pcgrad": (PCGrad, {}), "mgda": (MGDA, {"mgda_gn": "none"}),
-              "cagrad": (CAGrad, {"calpha": 0.4, "rescale": 1})}
+              "cagrad": (_cagrad_any_t(CAGrad), {"calpha": 0.4, "rescale": 1})}
     ours = {"pcgrad": ["pcgrad"], "mgda": ["mgda", "mgda_ub"], "cagrad": ["cagrad"]}
     for label, setup in {"census": census_setup, "synthetic": synthetic_setup}.items():
         make, tasks, batches = setup()
