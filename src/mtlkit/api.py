@@ -54,6 +54,10 @@ def _as_config(config: RunConfig | dict | str | Path, overrides: list[str] | Non
 def load_data(config: RunConfig, check: bool = True) -> PreparedData:
     """Load the configured dataset, apply task overrides and data rules, fit encoders on train,
     encode, then down-sample the train split's negatives if ``data.negative_sampling`` says so."""
+    if config.data.streaming is not None:  # train file(s) streamed, never held in memory
+        from mtlkit.data.streaming import prepare_streaming
+
+        return prepare_streaming(config.data)
     data = prepare(load_raw(config), check=check)
     ns = config.data.negative_sampling
     if ns is not None:

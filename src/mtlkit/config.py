@@ -24,10 +24,26 @@ class NegativeSamplingConfig(_Strict):
     seed: int = 0
 
 
+class StreamingConfig(_Strict):
+    """Stream the ``table`` dataset's train file(s) (Parquet/CSV, a file or a folder) instead
+    of loading them: constant memory for data larger than memory (``mtlkit.data.streaming``)."""
+
+    #: rows per record batch read from the files
+    batch_rows: int = Field(default=65536, ge=1)
+    #: rows held in the shuffle buffer (0 = no row shuffling)
+    shuffle_buffer: int = Field(default=262144, ge=0)
+    #: permute the files / Parquet row groups every epoch
+    shuffle_files: bool = True
+    #: reuse the encoders of a trained run (RUN_DIR or model.pt) instead of a fitting pass
+    encoder: str | None = None
+
+
 class DataConfig(_Strict):
     dataset: str = "synthetic"
     data_dir: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    #: stream the train file(s) instead of loading them (dataset ``table`` only)
+    streaming: StreamingConfig | None = None
     #: per-task overrides of the dataset's task specs, e.g. {income: {weight: 2.0}}
     tasks: dict[str, dict[str, Any]] = Field(default_factory=dict)
     #: feature columns of the dataset left out of the inputs (e.g. to predict one of them)

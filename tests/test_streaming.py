@@ -1,0 +1,156 @@
+"""Streaming input: PyArrow record batches, streamed encoder fit, bounded shuffle buffer;
+training from a stream equals in-memory training on the same row order."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from tests.conftest import TINY_FEATURES, TINY_TASKS, tiny_config, tiny_table
+
+from mtlkit import api
+from mtlkit.data.encoders import TabularEncoder
+from mtlkit.data.prepare import encode_frame
+from mtlkit.data.readers import ReadOptions
+from mtlkit.data.schema import Schema
+from mtlkit.data.streaming import StreamingStore, fit_encoder
+from mtlkit.errors import ConfigError
+
+SCHEMA = Schema(features=TINY_FEATURES, tasks=TINY_TASKS)
+
+
+def _folder(frame: pd.DataFrame, tmp_path, fmt: str = "parquet", parts: int = 3):
+    folder = tmp_path / f"parts-{fmt}"
+    folder.mkdir()
+    for i, piece in enumerate(np.array_split(np.arange(len(frame)), parts)):
+        part = frame.iloc[piece]
+        if fmt == "parquet":
+            part.to_parquet(folder / f"part-{i}.parquet", index=False, row_group_size=50)
+        else:
+            part.to_csv(folder / f"part-{i}.csv", index=False)
+    return folder
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_streamed_encoder_fit_equals_in_memory_fit(tmp_path, fmt):
+    frame = tiny_table(500)
+    frame.loc[3, "color"] = None  # a missing category becomes the <missing> token
+    frame.loc[7, "size"] = np.nan  # a missing number is left out of mean/std
+    folder = _folder(frame, tmp_path, fmt)
+    streamed = TabularEncoder(SCHEMA)
+    store = StreamingStore(folder, streamed, batch_rows=37)
+    assert fit_encoder(streamed, store.frames()) == 500
+    reference = TabularEncoder(SCHEMA).fit(frame if fmt == "parquet" else pd.concat(
+        [pd.read_csv(p, dtype=str) for p in sorted(folder.iterdir())], ignore_index=True))
+    for a, b in zip(streamed.categorical, reference.categorical, strict=True):
+        assert a.vocabulary == b.vocabulary
+    for a, b in zip(streamed.numeric, reference.numeric, strict=True):
+        assert a.mean == pytest.approx(b.mean, rel=1e-12)
+        assert a.std == pytest.approx(b.std, rel=1e-12)
+
+
+def test_file_order_batches_equal_tensor_store_batches(tmp_path):
+    frame = tiny_table(310)
+    encoder = TabularEncoder(SCHEMA).fit(frame)
+    store = StreamingStore(_folder(frame, tmp_path), encoder, batch_rows=29)
+    reference = encode_frame(encoder, frame)
+    got, want = list(store.batches(32)), list(reference.batches(32))
+    assert store.num_batches(32) == reference.num_batches(32) == len(got) == len(want) == 10
+    for a, b in zip(got, want, strict=True):
+        for k in ("categorical", "numeric"):
+            assert torch.equal(a.features[k], b.features[k])
+        for k in ("click", "like"):
+            assert torch.equal(a.labels[k], b.labels[k]) and a.masks[k] is b.masks[k] is None
+    resumed = list(store.batches(32, start=7))  # resume: skip the first 7 batches
+    assert len(resumed) == 3 and torch.equal(resumed[0].labels["click"], want[7].labels["click"])
+
+
+def test_shuffle_buffer_is_a_seeded_permutation_of_the_rows(tmp_path):
+    frame = tiny_table(400).assign(size=np.arange(400, dtype=float))  # size = row id
+    encoder = TabularEncoder(SCHEMA).fit(frame)
+    store = StreamingStore(_folder(frame, tmp_path), encoder, batch_rows=25, shuffle_buffer=100)
+    seed = store.permutation(torch.Generator().manual_seed(0))
+    ids = lambda batches: torch.cat([b.features["numeric"][:, 0] for b in batches])  # noqa: E731
+    first = ids(store.batches(16, seed))
+    assert len(first) == 400 and torch.unique(first).numel() == 400  # every row exactly once
+    assert not torch.equal(first, torch.sort(first).values)  # shuffled
+    assert torch.equal(first, ids(store.batches(16, seed)))  # same seed, same stream
+    assert torch.equal(first[16 * 5:], ids(store.batches(16, seed, start=5)))
+    other = store.permutation(torch.Generator().manual_seed(1))
+    assert not torch.equal(first, ids(store.batches(16, other)))
+
+
+def _write(frame: pd.DataFrame, path) -> str:
+    frame.to_parquet(path, index=False)
+    return str(path)
+
+
+def test_streaming_training_equals_in_memory_training_on_the_same_order(tmp_path):
+    frame, valid = tiny_table(600), tiny_table(120, seed=1)
+    params = {"valid": _write(valid, tmp_path / "valid.parquet"),
+              "features": TINY_FEATURES, "tasks": TINY_TASKS}
+    cfg = tiny_config(_write(frame, tmp_path / "train.parquet"), epochs=1, patience=None)
+    cfg["data"]["params"].update(params)
+    memory = api.train(cfg, out=tmp_path / "memory")
+    # the order the in-memory trainer used: the first permutation of its seeded generator
+    order = torch.randperm(len(frame), generator=torch.Generator().manual_seed(0)).numpy()
+    shuffled = frame.iloc[order].reset_index(drop=True)
+    stream_cfg = tiny_config(_write(shuffled, tmp_path / "shuffled.parquet"), epochs=1,
+                             patience=None)
+    stream_cfg["data"]["params"].update(params)
+    stream_cfg["data"]["streaming"] = {"batch_rows": 45, "shuffle_buffer": 0,
+                                       "shuffle_files": False,
+                                       "encoder": str(tmp_path / "memory")}
+    streamed = api.train(stream_cfg, out=tmp_path / "stream")
+    assert memory.results["steps"] == streamed.results["steps"] == 19
+    a, b = memory.model.state_dict(), streamed.model.state_dict()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert memory.results["valid"] == streamed.results["valid"]
+
+
+def test_streaming_run_resumes_exactly_mid_epoch(tmp_path, monkeypatch):
+    from mtlkit.train import checkpoint as ckpt
+
+    folder = _folder(tiny_table(500), tmp_path)
+    cfg = tiny_config(str(folder), epochs=2, patience=None, checkpoint_every_steps=4)
+    cfg["data"]["params"]["valid"] = _write(tiny_table(100, seed=2), tmp_path / "v.parquet")
+    cfg["data"]["streaming"] = {"batch_rows": 40, "shuffle_buffer": 120}
+    full = api.train(cfg, out=tmp_path / "full")
+    original = ckpt.atomic_save
+
+    def die_at_step_20(obj, path):
+        original(obj, path)
+        if path.name == "checkpoint.pt" and obj["fit"]["step"] == 20:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt, "atomic_save", die_at_step_20)
+    with pytest.raises(KeyboardInterrupt):
+        api.train(cfg, out=tmp_path / "killed")
+    monkeypatch.setattr(ckpt, "atomic_save", original)
+    resumed = api.train(cfg, out=tmp_path / "killed", resume=True)
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_streaming_config_errors(tmp_path):
+    cfg = tiny_config(_write(tiny_table(50), tmp_path / "t.parquet"))
+    cfg["data"]["streaming"] = {}
+    with pytest.raises(ConfigError, match="valid"):
+        api.train(cfg)
+    cfg["data"]["dataset"] = "synthetic"
+    with pytest.raises(ConfigError, match="table"):
+        api.train(cfg)
+
+
+def test_streaming_csv_with_options(tmp_path):
+    frame = tiny_table(80)
+    path = tmp_path / "t.csv"
+    frame.to_csv(path, index=False, header=False, sep=";")
+    options = ReadOptions(header=False, names=list(frame.columns), delimiter=";")
+    encoder = TabularEncoder(SCHEMA)
+    store = StreamingStore(path, encoder, options)
+    assert fit_encoder(encoder, store.frames()) == 80
+    assert encoder.categorical[0].vocabulary == TabularEncoder(SCHEMA).fit(
+        frame).categorical[0].vocabulary
