@@ -17,6 +17,10 @@ MODELS = {
     "Single-Task": "single-task", "Shared-Bottom": "shared-bottom", "OMoE": "omoe",
     "MMoE": "mmoe",
 }
+ALL_MODELS = {
+    **MODELS, "Cross-Stitch": "cross-stitch", "CGC": "cgc", "PLE": "ple",
+    "SNR-Trans": "snr-trans", "SNR-Aver": "snr-aver",
+}
 #: the MMoE paper's best-run figures quoted in the foundation issue (group 1)
 PAPER_BEST = {"MMoE": {"income": 0.9410, "marital": 0.9926}}
 

@@ -1,0 +1,68 @@
+"""``mtlkit bench ...``: one command per published study; each writes tables and plots to --out."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks that reproduce published tables.")
+REPO = Path(__file__).resolve().parents[3]
+
+Out = Annotated[Path, typer.Option("--out", "-o", help="output folder")]
+Quick = Annotated[bool, typer.Option("--quick", help="small smoke-test version (< 2 min)")]
+
+
+@bench_app.command("correlation")
+def correlation(out: Out = Path("bench-out/correlation"), quick: Quick = False,
+                runs: Annotated[int | None, typer.Option(help="runs per cell")] = None,
+                steps: Annotated[int | None, typer.Option(help="steps per run")] = None) -> None:
+    """MMoE paper §3/§5: loss vs steps and final-loss histograms per label correlation."""
+    from mtlkit.bench.correlation import run_correlation
+
+    run_correlation(out, quick=quick, runs=runs, steps=steps)
+    typer.echo((out / "table.md").read_text())
+
+
+@bench_app.command("census")
+def census(out: Out = Path("bench-out/census"), quick: Quick = False,
+           group: Annotated[int, typer.Option(help="task group 1 or 2")] = 1,
+           seeds: Annotated[int, typer.Option(help="number of seeds")] = 5) -> None:
+    """Census-Income: every architecture, mean and best-of-seeds test AUC per task."""
+    from mtlkit.bench.census import ALL_MODELS, format_table, run_census
+
+    models = {"MMoE": "mmoe", "Shared-Bottom": "shared-bottom"} if quick else ALL_MODELS
+    rows = run_census(out, models=models, seeds=tuple(range(1 if quick else seeds)),
+                      group=group, quick=quick)
+    typer.echo(format_table(rows))
+
+
+@bench_app.command("multi-fashion")
+def multi_fashion(out: Out = Path("bench-out/multi-fashion"), quick: Quick = False) -> None:
+    """Every balancer on Multi-Fashion (two overlaid Fashion-MNIST items), Δm% vs single-task."""
+    from mtlkit.bench import multi_fashion as run
+
+    run(out, quick=quick)
+
+
+@bench_app.command("reviews")
+def reviews(out: Out = Path("bench-out/reviews"), quick: Quick = False) -> None:
+    """Text multi-task learning on clothing reviews (rating, recommended, department)."""
+    from mtlkit.bench import reviews as run
+
+    run(out, quick=quick)
+
+
+@bench_app.command("peers")
+def peers(out: Out = Path("bench-out/peers"), quick: Quick = False) -> None:
+    """mtlkit vs torch-rechub, DeepCTR-Torch and LibMTL (installed into their own venv)."""
+    script = REPO / "benchmarks" / "throughput.py"
+    if not script.exists():
+        raise typer.BadParameter(f"{script} not found: run from a checkout of the repository")
+    out.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, str(script), "--out", str(out / "results.json"),
+           "--epochs", "1" if quick else "2"]
+    raise typer.Exit(subprocess.run(cmd, cwd=REPO).returncode)
