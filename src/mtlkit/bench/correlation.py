@@ -9,6 +9,7 @@ trainability figure), ``results.json`` and ``table.md``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 from pathlib import Path
@@ -75,7 +76,8 @@ def one_run(model: str, params: dict, correlation: float, seed: int, steps: int,
 
 
 def run_correlation(
-    out_dir: str | Path, quick: bool = False, correlations: tuple[float, ...] = (1.0, 0.9, 0.8, 0.5),
+    out_dir: str | Path, quick: bool = False,
+    correlations: tuple[float, ...] = (1.0, 0.9, 0.8, 0.5),
     models: tuple[str, ...] = tuple(MODELS), runs: int | None = None, steps: int | None = None,
     dim: int = 100, n_train: int = 10000,
 ) -> dict:
@@ -117,7 +119,7 @@ def summarise(results: dict, correlations, models) -> dict:
     gaps = [summary[str(p)].get("gap_sb_minus_mmoe") for p in sorted(correlations, reverse=True)]
     if None not in gaps:
         summary["gap_grows_as_correlation_drops"] = all(
-            b >= a for a, b in zip(gaps, gaps[1:], strict=False))
+            b >= a for a, b in itertools.pairwise(gaps))
     return summary
 
 
