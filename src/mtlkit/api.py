@@ -149,8 +149,18 @@ def train(
     trainer = Trainer(model, tasks, balancer, cfg.train, run_dir, bundle, calibrate)
     if resume:
         trainer.load_state_dict(saved)
+    diagnostics = None
+    if cfg.diagnostics.enabled and run_dir is not None:
+        from mtlkit.diagnose import Diagnostics
+
+        diagnostics = Diagnostics(cfg.diagnostics, run_dir, cfg.train.tensorboard)
+        trainer.step_callbacks.append(diagnostics)
     started = time.perf_counter()
-    state = trainer.fit(data.stores["train"], data.stores["valid"])
+    try:
+        state = trainer.fit(data.stores["train"], data.stores["valid"])
+    finally:
+        if diagnostics is not None:
+            diagnostics.close()
     valid = data.stores["valid"]
     valid_preds = predict_store(model, valid, tasks, cfg.train.eval_batch_size, calibrate)
     results: dict[str, Any] = {

@@ -181,6 +181,52 @@ def _register_bench() -> None:
 _register_bench()
 
 
+@app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run directories written by train")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write")] = Path(
+        "report.html"),
+    baseline: Annotated[list[Path] | None, typer.Option(
+        "--baseline", help="single-task reference run for Δm% (repeatable; default: runs "
+        "whose model is single_task)")] = None,
+    title: Annotated[str | None, typer.Option(help="page title")] = None,
+) -> None:
+    """One self-contained HTML report: curves, diagnostics, comparison and Δm%."""
+    from mtlkit.report import build_report
+
+    try:
+        path = build_report(run_dirs, out, baseline or [], title)
+    except (MtlkitError, FileNotFoundError, ValueError, KeyError) as exc:
+        _fail(exc)
+    console.print(f"wrote {path}")
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run directories written by train")],
+    baseline: Annotated[list[Path] | None, typer.Option(
+        "--baseline", help="single-task reference run for Δm% (repeatable)")] = None,
+) -> None:
+    """Per-task test metrics, Δm% against single-task references, and time, as a table."""
+    from mtlkit.report import compare_runs, comparison_table, load_comparison
+
+    try:
+        runs, refs = load_comparison(run_dirs, baseline or [])
+        rows = compare_runs(runs, refs)
+    except (MtlkitError, FileNotFoundError, ValueError, KeyError) as exc:
+        _fail(exc)
+    header, body = comparison_table(rows)
+    table = Table(title="runs (test split; Δm%: + = better than the single-task references)")
+    for h in header:
+        table.add_column(h, justify="left" if h in ("run", "model", "balancer") else "right")
+    for r in body:
+        table.add_row(*r)
+    console.print(table)
+    for row in rows:
+        if row.note and not row.reference:
+            console.print(f"[yellow]{row.run.name}[/]: no Δm% ({row.note})")
+
+
 def main() -> None:
     app()
 

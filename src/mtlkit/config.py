@@ -95,11 +95,28 @@ class TrainConfig(_Strict):
     tensorboard: bool = True
 
 
+class DiagnosticsConfig(_Strict):
+    """What ``mtlkit.diagnose.Diagnostics`` records while training (in RUN_DIR/diagnostics)."""
+
+    enabled: bool = True
+    #: record losses, balancer weights, gradient cosines and gate use every this many steps
+    every: int = Field(default=50, ge=1)
+    #: where task gradients are compared: at the shared representation (cheap: backward through
+    #: the heads only) or on the shared parameters (a backward through the trunk per task)
+    grad_space: Literal["representation", "parameters"] = "representation"
+    gates: bool = True
+    #: TAG lookahead task affinity every this many steps (None: off; costs T+1 forwards)
+    tag_every: int | None = Field(default=None, ge=1)
+    #: SGD step size of the lookahead (None: the optimizer's learning rate)
+    tag_lr: float | None = Field(default=None, gt=0)
+
+
 class RunConfig(_Strict):
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     balancer: BalancerConfig = Field(default_factory=BalancerConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
