@@ -37,6 +37,7 @@ from mtlkit.losses.calibration import NegativeSamplingCalibration, chain
 from mtlkit.models import create_model
 from mtlkit.models.base import MultiTaskModel
 from mtlkit.train import checkpoint as ckpt
+from mtlkit.train import distributed
 from mtlkit.train.trainer import CHECKPOINT, Trainer
 
 MODEL_FILE = "model.pt"
@@ -54,6 +55,10 @@ def _as_config(config: RunConfig | dict | str | Path, overrides: list[str] | Non
 def load_data(config: RunConfig, check: bool = True) -> PreparedData:
     """Load the configured dataset, apply task overrides and data rules, fit encoders on train,
     encode, then down-sample the train split's negatives if ``data.negative_sampling`` says so."""
+    if config.data.streaming is not None:  # train file(s) streamed, never held in memory
+        from mtlkit.data.streaming import prepare_streaming
+
+        return prepare_streaming(config.data)
     if config.data.streaming is not None:  # train file(s) streamed, never held in memory
         from mtlkit.data.streaming import prepare_streaming
 
@@ -112,6 +117,8 @@ def train(
     passed through the negative-sampling calibration, then ``calibrate``), write the run."""
     cfg = _as_config(config, overrides)
     run_dir = Path(out) if out is not None else None
+    ctx = distributed.setup()  # None unless launched by torchrun (WORLD_SIZE > 1)
+    writer = run_dir if ctx is None or ctx.is_main else None  # only rank 0 writes
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     if resume:
@@ -143,10 +150,12 @@ def train(
         #: task → kept fraction of negatives; predictions are always re-calibrated with it
         "calibration": {"negative_sampling": rates},
     }
-    if run_dir is not None:
+    if writer is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(cfg.to_yaml())
-    trainer = Trainer(model, tasks, balancer, cfg.train, run_dir, bundle, calibrate)
+    trainer = Trainer(model, tasks, balancer, cfg.train, writer, bundle, calibrate)
+    if ctx is not None:  # data-parallel: shard the data, all-reduce losses and gradients
+        ctx.wrap(trainer, data)
     if resume:
         trainer.load_state_dict(saved)
     diagnostics = None
@@ -182,7 +191,7 @@ def train(
     results["wall_seconds"] = round(time.perf_counter() - started, 3)
     results["steps"] = state.step
     results["parameters"] = model.describe()
-    if run_dir is not None:
+    if writer is not None:
         ckpt.atomic_save({**bundle, "state_dict": model.state_dict()}, run_dir / MODEL_FILE)
         ckpt.atomic_write_text(json.dumps(_jsonable(results), indent=2), run_dir / RESULTS_FILE)
     return RunResult(run_dir, model, data, results)
