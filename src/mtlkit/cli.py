@@ -146,6 +146,8 @@ def _fmt(value, pattern: str = "{:.4f}") -> str:
 
 
 def _print_check_report(report) -> None:
+    from rich.markup import escape
+
     tasks = Table(title="tasks")
     for h in ("split", "task", "role", "rows", "labelled", "positives", "positive rate",
               "label missing"):
@@ -168,7 +170,7 @@ def _print_check_report(report) -> None:
         console.print(feats)
     for f in report.findings:
         colour = "red" if f.level == "error" else "yellow"
-        console.print(f"[bold {colour}]{f.level}[/] [{f.check}] {f.message}", markup=True)
+        console.print(f"[bold {colour}]{f.level}[/] {escape(f'[{f.check}] {f.message}')}")
     console.print(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s)")
 
 
