@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import warnings
 from pathlib import Path
@@ -69,10 +70,11 @@ TINY_TASKS = [
 
 
 def tiny_config(frame: pd.DataFrame | str, model: str = "mmoe", **train) -> dict:
-    """A run config over ``tiny_table`` data (a DataFrame or a file path)."""
+    """A run config over ``tiny_table`` data (a DataFrame or a file path); a fresh copy."""
     return {
         "data": {"dataset": "table", "params": {
-            "train": frame, "features": TINY_FEATURES, "tasks": TINY_TASKS}},
+            "train": frame, "features": copy.deepcopy(TINY_FEATURES),
+            "tasks": copy.deepcopy(TINY_TASKS)}},
         "model": {"name": model, "params": {"num_experts": 3, "expert_units": [8],
                                             "tower_units": [4]} if "moe" in model else {}},
         "train": {"epochs": 2, "batch_size": 32, "progress": False, "tensorboard": False,

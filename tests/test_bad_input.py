@@ -110,3 +110,19 @@ def test_unknown_model_and_bad_override():
         api.train("configs/synthetic/mmoe.yaml", overrides=["train.epochs"])
     with pytest.raises(ConfigError, match="epochs"):
         api.train("configs/synthetic/mmoe.yaml", overrides=["train.epochs=0"])
+
+
+def test_leakage_is_not_judged_on_a_handful_of_positives():
+    """Ali-CCP sample: 1 purchase among 7 clicks; a 2-valued feature isolates it by chance."""
+    import pandas as pd
+
+    from mtlkit.data.checks import MIN_CLASS_COUNT, leakage_score
+
+    y = np.zeros(7)
+    y[0] = 1
+    by_chance = pd.Series([0.46, 0, 0, 0, 0, 0, 0])
+    assert np.isinf(leakage_score(by_chance, y))
+    y = np.zeros(400)
+    y[:MIN_CLASS_COUNT] = 1
+    copy = pd.Series(np.where(y == 1, "yes", "no"))
+    assert leakage_score(copy, y) == 0.0

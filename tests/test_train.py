@@ -159,3 +159,13 @@ def test_census_predict_auc_equals_results_json(data_dir, tmp_path):
     assert roc_auc_score(y_never, pred["marital"]) == pytest.approx(
         saved["test"]["marital"]["auc"], abs=1e-6)
     assert saved["test"]["income"]["auc"] > 0.9
+
+
+@pytest.mark.parametrize("dataset", ["ali-ccp", "aliexpress"])
+@pytest.mark.parametrize("model", ["esmm", "aitm", "mmoe"])
+def test_alibaba_sample_configs_train_through_the_api(data_dir, tmp_path, dataset, model):
+    """Format check: the shipped configs load the samples and train end to end."""
+    result = api.train(f"configs/{dataset}/{model}.yaml", out=tmp_path / "r",
+                       overrides=["train.epochs=1", "train.progress=false",
+                                  "train.tensorboard=false", f"data.data_dir={data_dir}"])
+    assert set(result.results["test"]) == {"ctr", "cvr", "ctcvr"}

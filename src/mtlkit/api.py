@@ -59,11 +59,7 @@ def load_data(config: RunConfig, check: bool = True) -> PreparedData:
         from mtlkit.data.streaming import prepare_streaming
 
         return prepare_streaming(config.data)
-    if config.data.streaming is not None:  # train file(s) streamed, never held in memory
-        from mtlkit.data.streaming import prepare_streaming
-
-        return prepare_streaming(config.data)
-    data = prepare(load_raw(config), check=check)
+    data = prepare(load_raw(config), check=check and config.data.check_leakage)
     ns = config.data.negative_sampling
     if ns is not None:
         data.stores["train"], data.negative_sampling = negative_downsample(
@@ -93,7 +89,8 @@ def load_raw(config: RunConfig) -> RawSplits:
 
 def check(config: RunConfig | dict | str | Path, overrides: list[str] | None = None) -> CheckReport:
     """The data checks ``train`` runs first, as a report (``mtlkit check``)."""
-    return run_checks(load_raw(_as_config(config, overrides)))
+    cfg = _as_config(config, overrides)
+    return run_checks(load_raw(cfg), leakage=cfg.data.check_leakage)
 
 
 @dataclass
@@ -128,7 +125,7 @@ def train(
         cfg = RunConfig.model_validate(saved["bundle"]["config"])
     ckpt.seed_everything(cfg.train.seed)
     data = data or load_data(cfg, check=False)
-    report = run_checks(data.raw, data.encoder)
+    report = run_checks(data.raw, data.encoder, leakage=cfg.data.check_leakage)
     report.raise_errors()
     report.emit_warnings()
     rates = ({data.negative_sampling["task"]: data.negative_sampling["rate"]}
@@ -159,7 +156,7 @@ def train(
     if resume:
         trainer.load_state_dict(saved)
     diagnostics = None
-    if cfg.diagnostics.enabled and run_dir is not None:
+    if cfg.diagnostics.enabled and writer is not None:
         from mtlkit.diagnose import Diagnostics
 
         diagnostics = Diagnostics(cfg.diagnostics, run_dir, cfg.train.tensorboard)

@@ -54,6 +54,9 @@ class DataConfig(_Strict):
     #: extra tasks (TaskSpec fields; ``role`` defaults to auxiliary)
     add_tasks: list[dict[str, Any]] = Field(default_factory=list)
     negative_sampling: NegativeSamplingConfig | None = None
+    #: refuse features identical or near-identical to a label (turn off only for samples known
+    #: to be assembled from separate positive / negative pools)
+    check_leakage: bool = True
 
 
 class ModelConfig(_Strict):

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 LEAKAGE_TOLERANCE = 0.01
 #: features with more distinct values than this share of rows are treated as identifiers
 ID_LIKE_SHARE = 0.5
+#: fewer training rows than this in the minority class of a binary task → warning, and the
+#: leakage check is not applied to that task (too few rows to tell a leak from chance)
+MIN_CLASS_COUNT = 30
 
 
 def leakage_score(feature: pd.Series, label: np.ndarray) -> float:
@@ -38,6 +41,10 @@ def leakage_score(feature: pd.Series, label: np.ndarray) -> float:
         return np.inf
     codes, uniques = pd.factorize(feature, use_na_sentinel=False)
     if len(uniques) > ID_LIKE_SHARE * len(codes):
+        return np.inf
+    if minority < MIN_CLASS_COUNT:
+        # with a handful of positives any feature can isolate them by chance: leakage cannot
+        # be told apart from luck, so it is not judged (the class-count warning fires instead)
         return np.inf
     positives = np.bincount(codes, weights=label, minlength=len(uniques))
     counts = np.bincount(codes, minlength=len(uniques))
@@ -93,8 +100,6 @@ def check_leakage(
 
 
 # --------------------------------------------------------------------------- the full report
-#: fewer training rows than this in the minority class of a binary task → warning
-MIN_CLASS_COUNT = 30
 #: share of valid/test rows with a category unseen in train above which a column is flagged
 UNSEEN_WARN = 0.2
 #: validation AUC at or above this after training → leakage warning

@@ -34,6 +34,12 @@ def _source(frame: pd.DataFrame) -> str:
     return frame.attrs.get("source", "the data")
 
 
+def row_label(values: pd.Series | pd.DataFrame, position: int) -> object:
+    """The row number shown in errors: the frame's index label, i.e. the 0-based data row of
+    the source file (splits keep the file's row numbers)."""
+    return values.index[position]
+
+
 def require_columns(frame: pd.DataFrame, columns: list[str]) -> None:
     """Raise a DataError naming the source and each missing column (with close matches)."""
     missing = [c for c in columns if c not in frame.columns]
@@ -97,7 +103,8 @@ def to_float(values: pd.Series, column: str, source: str) -> np.ndarray:
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         raise DataError(
-            f"{source}: column {column!r} row {row}: value {values.iloc[row]!r} is not a number"
+            f"{source}: column {column!r} row {row_label(values, row)}: value "
+            f"{values.iloc[row]!r} is not a number"
         )
     return parsed.to_numpy(dtype=np.float64)
 
@@ -134,7 +141,8 @@ class NumericEncoder:
         x = self._raw(values, source)
         if np.isinf(x).any():
             row = int(np.flatnonzero(np.isinf(x))[0])
-            raise DataError(f"{source}: column {self.name!r} row {row} is infinite")
+            raise DataError(f"{source}: column {self.name!r} row {row_label(values, row)} "
+                            "is infinite")
         missing = np.isnan(x)
         if missing.any():
             self.missing_count += int(missing.sum())
@@ -160,7 +168,8 @@ def encode_label(frame: pd.DataFrame, task: TaskSpec) -> tuple[torch.Tensor, tor
         row = int(np.flatnonzero(missing)[0])
         raise DataError(
             f"{source}: task {task.name!r}: label column {task.column!r} has {int(missing.sum())} "
-            f"missing value(s), first at row {row}; set allow_missing: true to mask them"
+            f"missing value(s), first at row "
+            f"{row_label(raw, row)}; set allow_missing: true to mask them"
         )
     if task.type == "binary" and task.positive_values is not None:
         as_str = raw.astype(str).str.strip()
@@ -171,8 +180,9 @@ def encode_label(frame: pd.DataFrame, task: TaskSpec) -> tuple[torch.Tensor, tor
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
                 raise DataError(
-                    f"{source}: task {task.name!r}: column {task.column!r} row {row}: value "
-                    f"{raw.iloc[row]!r} is in neither positive_values nor negative_values"
+                    f"{source}: task {task.name!r}: column {task.column!r} row "
+                    f"{row_label(raw, row)}: value {raw.iloc[row]!r} is in neither "
+                    "positive_values nor negative_values"
                 )
         values = pos.astype(np.float32)
     else:
@@ -192,8 +202,8 @@ def encode_label(frame: pd.DataFrame, task: TaskSpec) -> tuple[torch.Tensor, tor
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise DataError(
-                f"{source}: task {task.name!r}: label column {task.column!r} row {row}: value "
-                f"{raw.iloc[row]!r} is outside {domain}"
+                f"{source}: task {task.name!r}: label column {task.column!r} row "
+                f"{row_label(raw, row)}: value {raw.iloc[row]!r} is outside {domain}"
             )
         values = np.where(missing, 0.0, values)
     keep = ~missing
@@ -208,7 +218,8 @@ def encode_label(frame: pd.DataFrame, task: TaskSpec) -> tuple[torch.Tensor, tor
         if outside_positive.any():
             row = int(np.flatnonzero(outside_positive)[0])
             raise DataError(
-                f"{source}: task {task.name!r}: row {row} has a positive label in column "
+                f"{source}: task {task.name!r}: row "
+                f"{row_label(raw, row)} has a positive label in column "
                 f"{task.column!r} but {task.sample_space!r} = 0 (e.g. a conversion without a "
                 f"click); {int(outside_positive.sum())} such row(s)"
             )
@@ -234,7 +245,8 @@ def encode_sample_weight(frame: pd.DataFrame, task: TaskSpec) -> torch.Tensor | 
         row = int(np.flatnonzero(bad)[0])
         raise DataError(
             f"{source}: task {task.name!r}: sample_weight column {task.sample_weight!r} row "
-            f"{row}: value {frame[task.sample_weight].iloc[row]!r} is not a finite number ≥ 0"
+            f"{row_label(frame, row)}: value {frame[task.sample_weight].iloc[row]!r} is not a "
+            "finite number ≥ 0"
         )
     return torch.tensor(w, dtype=torch.float32)
 

@@ -54,8 +54,8 @@ def _holdout(frame: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFr
     order = np.random.default_rng(seed).permutation(len(frame))
     n_valid = max(1, round(fraction * len(order)))
     source = frame.attrs.get("source")
-    valid = frame.iloc[np.sort(order[:n_valid])].reset_index(drop=True)
-    train = frame.iloc[np.sort(order[n_valid:])].reset_index(drop=True)
+    valid = frame.iloc[np.sort(order[:n_valid])]
+    train = frame.iloc[np.sort(order[n_valid:])]
     valid.attrs["source"], train.attrs["source"] = f"{source} (validation hold-out)", source
     return train, valid
 

@@ -144,7 +144,7 @@ def download(data_dir: str | Path) -> list[Path]:
         path = target / name
         if not path.exists():
             tmp = path.with_suffix(".part")
-            urllib.request.urlretrieve(BASE_URL + name, tmp)  # noqa: S310
+            urllib.request.urlretrieve(BASE_URL + name, tmp)
             tmp.replace(path)
         verify(path)
         paths.append(path)
@@ -167,11 +167,11 @@ def census_income(
     test_full = read_census(find_file("test", data_dir), verify)
     if train_fraction < 1.0:
         keep = np.random.default_rng(split_seed).random(len(train)) < train_fraction
-        train = train[keep].reset_index(drop=True)
+        train = train[keep]
     order = np.random.default_rng(split_seed).permutation(len(test_full))
     half = len(order) // 2
-    valid = test_full.iloc[np.sort(order[:half])].reset_index(drop=True)
-    test = test_full.iloc[np.sort(order[half:])].reset_index(drop=True)
+    valid = test_full.iloc[np.sort(order[:half])]
+    test = test_full.iloc[np.sort(order[half:])]
     for frame, label in ((valid, "valid"), (test, "test")):
         frame.attrs["source"] = f"{test_full.attrs['source']} ({label} half)"
     return RawSplits(

@@ -41,8 +41,8 @@ def table(
         order = np.random.default_rng(split_seed).permutation(len(train_frame))
         n_valid = max(1, round(valid_fraction * len(order)))
         source = train_frame.attrs.get("source")
-        valid_frame = train_frame.iloc[np.sort(order[:n_valid])].reset_index(drop=True)
-        train_frame = train_frame.iloc[np.sort(order[n_valid:])].reset_index(drop=True)
+        valid_frame = train_frame.iloc[np.sort(order[:n_valid])]
+        train_frame = train_frame.iloc[np.sort(order[n_valid:])]
         valid_frame.attrs["source"] = f"{source} (validation hold-out)"
         train_frame.attrs["source"] = source
     else:
