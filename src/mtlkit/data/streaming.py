@@ -25,8 +25,11 @@ and read into memory as usual.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from queue import Empty, Queue
 
 import numpy as np
 import pandas as pd
@@ -93,7 +96,7 @@ class StreamingStore:
     def __init__(
         self, path: str | Path, encoder: TabularEncoder, options: ReadOptions | None = None,
         batch_rows: int = 65536, shuffle_buffer: int = 262144, shuffle_files: bool = True,
-        num_rows: int | None = None,
+        num_rows: int | None = None, prefetch: int = 2,
     ) -> None:
         if batch_rows < 1 or shuffle_buffer < 0:
             raise ValueError(f"streaming needs batch_rows >= 1 and shuffle_buffer >= 0, got "
@@ -102,6 +105,8 @@ class StreamingStore:
         self.options = options or ReadOptions()
         self.batch_rows, self.shuffle_buffer = batch_rows, shuffle_buffer
         self.shuffle_files = shuffle_files
+        #: encoded record batches prepared ahead by a background thread (0 = none)
+        self.prefetch = prefetch
         self.columns = schema_columns(encoder.schema)
         self.dataset = open_dataset(self.path, self.options, self.columns)
         missing = [c for c in self.columns if c not in self.dataset.schema.names]
@@ -127,7 +132,11 @@ class StreamingStore:
     def frames(self, generator: torch.Generator | None = None) -> Iterator[pd.DataFrame]:
         """The raw rows as pandas chunks of at most ``batch_rows`` rows."""
         for frag in self._fragments(generator):
-            for rb in frag.to_batches(columns=self.columns, batch_size=self.batch_rows):
+            # bounded read-ahead, one thread: PyArrow's threaded default scan buffered ~0.5 GB
+            # ahead on the census file (RSS grew with the file); this keeps it flat
+            for rb in frag.to_batches(columns=self.columns, batch_size=self.batch_rows,
+                                      batch_readahead=1, fragment_readahead=1,
+                                      use_threads=False):
                 if rb.num_rows == 0:
                     continue
                 frame = rb.to_pandas()
@@ -149,6 +158,40 @@ class StreamingStore:
             if weights[k] is not None:
                 out[f"w:{k}"] = weights[k]
         return out
+
+    def _encoded(self, generator: torch.Generator | None) -> Iterator[dict[str, torch.Tensor]]:
+        """Encoded record batches, read and encoded one ahead in a background thread (Arrow
+        decoding and pandas/numpy encoding overlap the training step; order is preserved)."""
+        frames = self.frames(generator)  # the file order is drawn here, in this thread
+        done = object()
+        queue: Queue = Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for frame in frames:
+                    if stop.is_set():
+                        return
+                    queue.put(self._encode(frame))
+                queue.put(done)
+            except BaseException as exc:  # re-raised in the consumer
+                queue.put(exc)
+
+        if self.prefetch == 0:
+            yield from (self._encode(f) for f in frames)
+            return
+        worker = threading.Thread(target=produce, daemon=True)
+        worker.start()
+        try:
+            while (item := queue.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while worker.is_alive():  # unblock a producer waiting on a full queue
+                with contextlib.suppress(Empty):
+                    queue.get(timeout=0.1)
 
     def _batch(self, t: dict[str, torch.Tensor], lo: int, hi: int) -> Batch:
         masks: dict[str, torch.Tensor | None] = {}
@@ -197,8 +240,7 @@ class StreamingStore:
         keep = self.shuffle_buffer if gen is not None else 0
         pending: dict[str, torch.Tensor] | None = None
         index = 0
-        for frame in self.frames(gen):
-            chunk = self._encode(frame)
+        for chunk in self._encoded(gen):
             pending = chunk if pending is None else {
                 k: torch.cat([pending[k], v]) for k, v in chunk.items()}
             n = len(pending["y:" + self.task_names[0]])
