@@ -26,7 +26,9 @@ def _fail(exc: Exception) -> None:
 def train(
     config: Annotated[Path, typer.Argument(help="YAML run configuration")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="run directory")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="override: key.path=value")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="override: key.path=value")
+    ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out")] = False,
 ) -> None:
     """Train a model; writes config.yaml, metrics.csv, checkpoints and results.json to --out."""
@@ -57,7 +59,9 @@ def _print_results(results: dict) -> None:
 @app.command()
 def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="a run directory written by train")],
-    data: Annotated[Path | None, typer.Option(help="file to evaluate (default: test split)")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="file to evaluate (default: test split)")
+    ] = None,
 ) -> None:
     """Per-task metrics of a trained run."""
     from mtlkit import api
@@ -124,6 +128,52 @@ def datasets() -> None:
 
 
 @app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run directories written by train")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write")] = Path(
+        "report.html"),
+    baseline: Annotated[list[Path] | None, typer.Option(
+        "--baseline", help="single-task reference run for Δm% (repeatable; default: runs "
+        "whose model is single_task)")] = None,
+    title: Annotated[str | None, typer.Option(help="page title")] = None,
+) -> None:
+    """One self-contained HTML report: curves, diagnostics, comparison and Δm%."""
+    from mtlkit.report import build_report
+
+    try:
+        path = build_report(run_dirs, out, baseline or [], title)
+    except (MtlkitError, FileNotFoundError, ValueError, KeyError) as exc:
+        _fail(exc)
+    console.print(f"wrote {path}")
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="run directories written by train")],
+    baseline: Annotated[list[Path] | None, typer.Option(
+        "--baseline", help="single-task reference run for Δm% (repeatable)")] = None,
+) -> None:
+    """Per-task test metrics, Δm% against single-task references, and time, as a table."""
+    from mtlkit.report import compare_runs, comparison_table, load_comparison
+
+    try:
+        runs, refs = load_comparison(run_dirs, baseline or [])
+        rows = compare_runs(runs, refs)
+    except (MtlkitError, FileNotFoundError, ValueError, KeyError) as exc:
+        _fail(exc)
+    header, body = comparison_table(rows)
+    table = Table(title="runs (test split; Δm%: + = better than the single-task references)")
+    for h in header:
+        table.add_column(h, justify="left" if h in ("run", "model", "balancer") else "right")
+    for r in body:
+        table.add_row(*r)
+    console.print(table)
+    for row in rows:
+        if row.note and not row.reference:
+            console.print(f"[yellow]{row.run.name}[/]: no Δm% ({row.note})")
+
+
+@app.command()
 def check(
     config: Annotated[Path, typer.Argument(help="YAML run configuration")],
     set_: Annotated[list[str] | None,
@@ -181,52 +231,6 @@ def _register_bench() -> None:
 
 
 _register_bench()
-
-
-@app.command()
-def report(
-    run_dirs: Annotated[list[Path], typer.Argument(help="run directories written by train")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="HTML file to write")] = Path(
-        "report.html"),
-    baseline: Annotated[list[Path] | None, typer.Option(
-        "--baseline", help="single-task reference run for Δm% (repeatable; default: runs "
-        "whose model is single_task)")] = None,
-    title: Annotated[str | None, typer.Option(help="page title")] = None,
-) -> None:
-    """One self-contained HTML report: curves, diagnostics, comparison and Δm%."""
-    from mtlkit.report import build_report
-
-    try:
-        path = build_report(run_dirs, out, baseline or [], title)
-    except (MtlkitError, FileNotFoundError, ValueError, KeyError) as exc:
-        _fail(exc)
-    console.print(f"wrote {path}")
-
-
-@app.command()
-def compare(
-    run_dirs: Annotated[list[Path], typer.Argument(help="run directories written by train")],
-    baseline: Annotated[list[Path] | None, typer.Option(
-        "--baseline", help="single-task reference run for Δm% (repeatable)")] = None,
-) -> None:
-    """Per-task test metrics, Δm% against single-task references, and time, as a table."""
-    from mtlkit.report import compare_runs, comparison_table, load_comparison
-
-    try:
-        runs, refs = load_comparison(run_dirs, baseline or [])
-        rows = compare_runs(runs, refs)
-    except (MtlkitError, FileNotFoundError, ValueError, KeyError) as exc:
-        _fail(exc)
-    header, body = comparison_table(rows)
-    table = Table(title="runs (test split; Δm%: + = better than the single-task references)")
-    for h in header:
-        table.add_column(h, justify="left" if h in ("run", "model", "balancer") else "right")
-    for r in body:
-        table.add_row(*r)
-    console.print(table)
-    for row in rows:
-        if row.note and not row.reference:
-            console.print(f"[yellow]{row.run.name}[/]: no Δm% ({row.note})")
 
 
 def main() -> None:
