@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -14,7 +15,8 @@ from mtlkit.errors import MtlkitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Multi-task learning: train, evaluate and serve multi-task models.")
-console = Console()
+# a wide table when piped (rich would assume 80 columns and truncate every cell)
+console = Console(width=None if sys.stdout.isatty() else 160)
 
 
 def _fail(exc: Exception) -> None:
@@ -119,8 +121,8 @@ def datasets() -> None:
     table.add_column("name")
     table.add_column("description")
     for name in DATASETS.names():
-        doc = (DATASETS.get(name).__doc__ or "").strip().splitlines()
-        table.add_row(name, doc[0] if doc else "")
+        doc = (DATASETS.get(name).__doc__ or "").strip().split("\n\n")[0]
+        table.add_row(name, " ".join(doc.replace("``", "").split()))
     console.print(table)
     console.print("data directories searched, in order (set MTLKIT_DATA_DIR or data.data_dir):")
     for path in data_dir_candidates():

@@ -23,8 +23,12 @@ def correlation(out: Out = Path("bench-out/correlation"), quick: Quick = False,
     """MMoE paper §3/§5: loss vs steps and final-loss histograms per label correlation."""
     from mtlkit.bench.correlation import run_correlation
 
+    typer.echo(f"running the correlation study into {out} ...")
     run_correlation(out, quick=quick, runs=runs, steps=steps)
     typer.echo((out / "table.md").read_text())
+    typer.echo(f"wrote curves.png, histograms.png, table.md and results.json to {out}")
+    if quick:
+        typer.echo("quick mode is a smoke test: too few runs and steps to draw conclusions")
 
 
 @bench_app.command("census")

@@ -82,14 +82,18 @@ def iter_table(
     if not path.exists():
         raise DataError(f"data file not found: {path}")
     if _format(path, options) == "parquet":
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows):
-            yield batch.to_pandas()
-        return
-    try:
-        reader = pd.read_csv(path, chunksize=chunk_rows, **_csv_kwargs(options))
-        yield from reader
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{path}: the file is empty") from None
+        chunks = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows))
+    else:
+        try:
+            chunks = pd.read_csv(path, chunksize=chunk_rows, **_csv_kwargs(options))
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{path}: the file is empty") from None
+    start = 0
+    for frame in chunks:  # errors name the file; row numbers count from the file's first row
+        frame.index = pd.RangeIndex(start, start + len(frame))
+        frame.attrs["source"] = str(path)
+        start += len(frame)
+        yield frame
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:
