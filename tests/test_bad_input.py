@@ -126,3 +126,16 @@ def test_leakage_is_not_judged_on_a_handful_of_positives():
     y[:MIN_CLASS_COUNT] = 1
     copy = pd.Series(np.where(y == 1, "yes", "no"))
     assert leakage_score(copy, y) == 0.0
+
+
+def test_streamed_predict_errors_name_the_file(tmp_path):
+    """Found by a fresh-clone run: chunked predict said 'the data' instead of the file."""
+    import pandas as pd
+
+    path = tmp_path / "train.csv"
+    tiny_table().to_csv(path, index=False)
+    api.train(tiny_config(str(path)), out=tmp_path / "run")
+    bad = tmp_path / "wrong_columns.parquet"
+    pd.DataFrame({"0": [1.0], "1": [2.0]}).to_parquet(bad)
+    with pytest.raises(DataError, match=r"wrong_columns.parquet: column\(s\) 'color'"):
+        api.predict(tmp_path / "run", bad, tmp_path / "p.csv")
