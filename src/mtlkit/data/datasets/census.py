@@ -10,15 +10,13 @@ removed from the inputs, as is the survey's instance weight. The 99,762 test row
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from mtlkit.data.datasets import RawSplits, register_dataset, resolve_data_dir
+from mtlkit.data.datasets._files import fetch, sha256_file
 from mtlkit.data.readers import ReadOptions, read_table
 from mtlkit.data.schema import FeatureSpec, Schema, TaskSpec
 from mtlkit.errors import DataError, DatasetNotFoundError
@@ -91,27 +89,18 @@ def census_schema(group: int = 1) -> Schema:
     return Schema(features=features, tasks=[TASKS[t] for t in GROUPS[group]])
 
 
-def _sha256(path: Path, decompress: bool) -> str:
-    digest = hashlib.sha256()
-    opener = gzip.open if decompress else open
-    with opener(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify(path: Path) -> None:
     """Check a census file against its published SHA-256 (gzip or uncompressed copy)."""
     name = path.name if path.suffix == ".gz" else path.name + ".gz"
     if path.suffix == ".gz":
-        ok = _sha256(path, False) == SHA256_GZ[name]
+        ok = sha256_file(path) == SHA256_GZ[name]
         if not ok:  # a re-compressed copy of the same content is fine
             try:
-                ok = _sha256(path, True) == SHA256_RAW[name]
+                ok = sha256_file(path, decompress=True) == SHA256_RAW[name]
             except (OSError, EOFError):
                 ok = False
     else:
-        ok = _sha256(path, False) == SHA256_RAW[name]
+        ok = sha256_file(path) == SHA256_RAW[name]
     if not ok:
         raise DataError(
             f"{path}: SHA-256 does not match the published file; it may be truncated or altered. "
@@ -142,10 +131,7 @@ def download(data_dir: str | Path) -> list[Path]:
     paths = []
     for name in FILES.values():
         path = target / name
-        if not path.exists():
-            tmp = path.with_suffix(".part")
-            urllib.request.urlretrieve(BASE_URL + name, tmp)
-            tmp.replace(path)
+        fetch(BASE_URL + name, path)
         verify(path)
         paths.append(path)
     return paths

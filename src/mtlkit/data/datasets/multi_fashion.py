@@ -15,7 +15,6 @@ the train-split pixel mean/std go to the input module through ``InputSpec.extra`
 from __future__ import annotations
 
 import gzip
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ import pandas as pd
 import torch
 
 from mtlkit.data.datasets import EncodedInputs, RawSplits, register_dataset, resolve_data_dir
-from mtlkit.data.datasets.census import _sha256
+from mtlkit.data.datasets._files import fetch, verify_sha256
 from mtlkit.data.schema import Schema, TaskSpec
 from mtlkit.errors import DataError, DatasetNotFoundError
 
@@ -52,14 +51,7 @@ ITEM = 28
 
 def verify(path: Path, expected: str | None = None, url: str | None = None) -> None:
     """Check a file against its published SHA-256 (default: the Fashion-MNIST file's)."""
-    expected = expected or SHA256[path.name]
-    actual = _sha256(path, False)
-    if actual != expected:
-        raise DataError(
-            f"{path}: SHA-256 {actual[:12]}… does not match the published {expected[:12]}…; the "
-            f"file may be truncated or altered. Download it again from "
-            f"{url or BASE_URL + path.name} (or pass verify: false to skip this check)"
-        )
+    verify_sha256(path, expected or SHA256[path.name], url or BASE_URL + path.name)
 
 
 def read_idx(path: Path) -> np.ndarray:
@@ -95,10 +87,7 @@ def download(data_dir: str | Path) -> list[Path]:
     paths = []
     for name in SHA256:
         path = target / name
-        if not path.exists():
-            tmp = path.with_suffix(".part")
-            urllib.request.urlretrieve(BASE_URL + name, tmp)
-            tmp.replace(path)
+        fetch(BASE_URL + name, path)
         verify(path)
         paths.append(path)
     return paths

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from mtlkit.data.datasets import EncodedInputs, RawSplits, register_dataset, resolve_data_dir
-from mtlkit.data.datasets.multi_fashion import verify as verify_sha256
+from mtlkit.data.datasets._files import verify_sha256
 from mtlkit.data.schema import Schema, TaskSpec
 from mtlkit.data.text import PAD_ID, WordTokenizer, tokenize
 from mtlkit.errors import DataError, DatasetNotFoundError
