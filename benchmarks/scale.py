@@ -1,7 +1,7 @@
 """Issue 8 evidence: streaming vs in-memory training, batch prediction, torchrun.
 
     python benchmarks/scale.py generate OUT.parquet --rows 2000000
-    python benchmarks/scale.py train FILE.parquet VALID.parquet [--streaming] [--limit-rows N]
+    python benchmarks/scale.py train FILE.parquet VALID.parquet [--streaming] [--workers N]
     python benchmarks/scale.py config FILE.parquet VALID.parquet OUT.yaml [--streaming]
 
 The generated file follows the census-income distribution: rows of the census train file drawn
@@ -60,7 +60,7 @@ def generate(out: str, rows: int, seed: int = 0, chunk: int = 500_000) -> None:
     writer.close()
 
 
-def config(train: str, valid: str, streaming: bool, epochs: int = 1) -> dict:
+def config(train: str, valid: str, streaming: bool, epochs: int = 1, workers: int = 1) -> dict:
     from mtlkit.data.datasets.census import census_schema
 
     schema = census_schema(1).model_dump(mode="json")
@@ -75,11 +75,12 @@ def config(train: str, valid: str, streaming: bool, epochs: int = 1) -> dict:
         "diagnostics": {"enabled": False},
     }
     if streaming:
-        cfg["data"]["streaming"] = {"batch_rows": 65536, "shuffle_buffer": 262144}
+        cfg["data"]["streaming"] = {"batch_rows": 65536, "shuffle_buffer": 262144,
+                                    "workers": workers}
     return cfg
 
 
-def train(train_file: str, valid: str, streaming: bool) -> dict:
+def train(train_file: str, valid: str, streaming: bool, workers: int = 1) -> dict:
     import torch
 
     from mtlkit import api
@@ -87,7 +88,7 @@ def train(train_file: str, valid: str, streaming: bool) -> dict:
     from mtlkit.config import build_config
     from mtlkit.train.trainer import Trainer
 
-    cfg = build_config(config(train_file, valid, streaming))
+    cfg = build_config(config(train_file, valid, streaming, workers=workers))
     torch.set_num_threads(1)
     t0 = time.perf_counter()
     data = api.load_data(cfg, check=False)
@@ -130,13 +131,15 @@ def main() -> None:
     p.add_argument("--rows", type=int, default=2_000_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--streaming", action="store_true")
+    p.add_argument("--workers", type=int, default=1, help="streaming reader processes")
     a = p.parse_args()
     if a.cmd == "generate":
         generate(a.paths[0], a.rows, a.seed)
     elif a.cmd == "config":
-        Path(a.paths[2]).write_text(yaml.safe_dump(config(a.paths[0], a.paths[1], a.streaming)))
+        Path(a.paths[2]).write_text(yaml.safe_dump(config(a.paths[0], a.paths[1], a.streaming,
+                                                               workers=a.workers)))
     else:
-        print(json.dumps(train(a.paths[0], a.paths[1], a.streaming), indent=1))
+        print(json.dumps(train(a.paths[0], a.paths[1], a.streaming, a.workers), indent=1))
 
 
 if __name__ == "__main__":

@@ -158,10 +158,22 @@ def test_sharded_store_splits_every_global_batch(tmp_path):
     assert torch.equal(resumed.features["numeric"][:, 0], got[1][1])
 
 
-def test_torchrun_end_to_end(tmp_path):
-    csv = tmp_path / "train.csv"
-    tiny_table(400).to_csv(csv, index=False)
-    cfg = tiny_config(str(csv), epochs=2, batch_size=16, patience=None)
+@pytest.mark.parametrize("streaming", [False, True])
+def test_torchrun_end_to_end(tmp_path, streaming):
+    if streaming:  # each rank streams its own Parquet row groups (90 / 90 / 90 / 90 / 40 rows)
+        train = tmp_path / "train.parquet"
+        tiny_table(400).to_parquet(train, index=False, row_group_size=90)
+        cfg = tiny_config(str(train), epochs=2, batch_size=16, patience=None)
+        valid = tmp_path / "valid.parquet"
+        tiny_table(100, seed=1).to_parquet(valid, index=False)
+        cfg["data"]["params"]["valid"] = str(valid)
+        cfg["data"]["streaming"] = {"batch_rows": 50, "shuffle_buffer": 100}
+        steps_per_epoch = 180 // 16  # rank shares 220 / 180 rows: both stop after 180
+    else:  # in-memory: 360 train rows cut into global batches of 2 × 16
+        csv = tmp_path / "train.csv"
+        tiny_table(400).to_csv(csv, index=False)
+        cfg = tiny_config(str(csv), epochs=2, batch_size=16, patience=None)
+        steps_per_epoch = 360 // 32
     cfg["train"]["optimizer"] = {"name": "sgd", "lr": 0.1}
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(cfg))
@@ -172,12 +184,12 @@ def test_torchrun_end_to_end(tmp_path):
          "--out", str(tmp_path / "ddp")], capture_output=True, text=True, env=env, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((tmp_path / "ddp" / "results.json").read_text())
-    assert results["steps"] == 2 * (360 // 32)  # 2 epochs × full global batches of 2 × 16
+    assert results["steps"] == 2 * steps_per_epoch
     assert results["valid"]["click"]["auc"] > 0.7
     assert (tmp_path / "ddp" / "checkpoint.pt").exists()
 
 
-def test_streaming_store_shards_every_global_batch(tmp_path):
+def test_streaming_store_shard_rows_cuts_every_global_batch(tmp_path):
     from tests.conftest import TINY_FEATURES, TINY_TASKS
 
     from mtlkit.data.encoders import TabularEncoder
@@ -187,8 +199,8 @@ def test_streaming_store_shards_every_global_batch(tmp_path):
     frame = tiny_table(150).assign(size=lambda f: range(len(f)))  # size = row id
     frame.to_parquet(tmp_path / "t.parquet", index=False, row_group_size=40)
     encoder = TabularEncoder(Schema(features=TINY_FEATURES, tasks=TINY_TASKS)).fit(frame)
-    stores = [StreamingStore(tmp_path / "t.parquet", encoder, batch_rows=30, shuffle_buffer=50)
-              for _ in range(3)]
+    stores = [StreamingStore(tmp_path / "t.parquet", encoder, batch_rows=30, shuffle_buffer=50,
+                             shard="rows") for _ in range(3)]
     stores[1].shard_of, stores[2].shard_of = (0, 2), (1, 2)
     seed = stores[0].permutation(torch.Generator().manual_seed(0))
     # rank slices of batch 8 == the single-process stream with the global batch of 16
@@ -197,3 +209,34 @@ def test_streaming_store_shards_every_global_batch(tmp_path):
     assert stores[1].num_batches(8) == len(ids[1]) == len(ids[2]) == 150 // 16
     for i in range(len(ids[1])):
         assert torch.equal(torch.cat([ids[1][i], ids[2][i]]), ids[0][i])
+
+
+def test_streaming_store_shard_files_gives_each_rank_its_own_row_groups(tmp_path):
+    from tests.conftest import TINY_FEATURES, TINY_TASKS
+
+    from mtlkit.data.encoders import TabularEncoder
+    from mtlkit.data.schema import Schema
+    from mtlkit.data.streaming import StreamingStore
+    from mtlkit.errors import DataError
+
+    frame = tiny_table(170).assign(size=lambda f: range(len(f)))  # size = row id
+    frame.to_parquet(tmp_path / "t.parquet", index=False, row_group_size=40)  # 40×4 + 10
+    encoder = TabularEncoder(Schema(features=TINY_FEATURES, tasks=TINY_TASKS)).fit(frame)
+    stores = [StreamingStore(tmp_path / "t.parquet", encoder, batch_rows=15, shuffle_buffer=30)
+              for _ in range(2)]
+    stores[0].shard_of, stores[1].shard_of = (0, 2), (1, 2)
+    # greedy by rows, largest first to the least loaded rank (ties: lowest rank): rank 0 gets
+    # row groups 0, 2 and the 10-row tail 4 (90 rows), rank 1 gets 1 and 3 (80 rows); both
+    # stop after the smaller share: 80 // 16 = 5 batches
+    assert [s._rank_units() for s in stores] == [([0, 2, 4], 80), ([1, 3], 80)]
+    seed = stores[0].permutation(torch.Generator().manual_seed(3))
+    ids = [torch.cat([b.features["numeric"][:, 0] for b in s.batches(16, seed)]) for s in stores]
+    assert stores[0].num_batches(16) == 5 and [len(i) for i in ids] == [80, 80]
+    assert not set(ids[0].tolist()) & set(ids[1].tolist())  # disjoint rows
+    # rank 1's rows are exactly its two row groups (denormalise the standardised row id)
+    rows1 = sorted(round(v) for v in (ids[1] * encoder.numeric[0].std + encoder.numeric[0].mean
+                                      ).tolist())
+    assert rows1 == list(range(40, 80)) + list(range(120, 160))
+    stores[0].shard_of = (0, 6)  # 5 row groups cannot feed 6 ranks
+    with pytest.raises(DataError, match=r"5 file\(s\)/row group\(s\) cannot be shared by 6"):
+        stores[0].num_batches(16)

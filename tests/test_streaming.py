@@ -14,7 +14,7 @@ from mtlkit.data.encoders import TabularEncoder
 from mtlkit.data.prepare import encode_frame
 from mtlkit.data.readers import ReadOptions
 from mtlkit.data.schema import Schema
-from mtlkit.data.streaming import StreamingStore, fit_encoder
+from mtlkit.data.streaming import StreamingStore, fit_encoder, fit_store_encoder
 from mtlkit.errors import ConfigError
 
 SCHEMA = Schema(features=TINY_FEATURES, tasks=TINY_TASKS)
@@ -32,15 +32,19 @@ def _folder(frame: pd.DataFrame, tmp_path, fmt: str = "parquet", parts: int = 3)
     return folder
 
 
-@pytest.mark.parametrize("fmt", ["parquet", "csv"])
-def test_streamed_encoder_fit_equals_in_memory_fit(tmp_path, fmt):
+@pytest.mark.parametrize(("fmt", "workers"), [("parquet", None), ("csv", None), ("parquet", 0),
+                                               ("parquet", 2), ("csv", 2)])
+def test_streamed_encoder_fit_equals_in_memory_fit(tmp_path, fmt, workers):
     frame = tiny_table(500)
     frame.loc[3, "color"] = None  # a missing category becomes the <missing> token
     frame.loc[7, "size"] = np.nan  # a missing number is left out of mean/std
     folder = _folder(frame, tmp_path, fmt)
     streamed = TabularEncoder(SCHEMA)
-    store = StreamingStore(folder, streamed, batch_rows=37)
-    assert fit_encoder(streamed, store.frames()) == 500
+    store = StreamingStore(folder, streamed, batch_rows=37, workers=workers or 0)
+    if workers is None:  # the frames themselves, in this process
+        assert fit_encoder(streamed, store.frames()) == 500
+    else:  # per-chunk statistics, computed in reader processes
+        assert fit_store_encoder(store) == 500
     reference = TabularEncoder(SCHEMA).fit(frame if fmt == "parquet" else pd.concat(
         [pd.read_csv(p, dtype=str) for p in sorted(folder.iterdir())], ignore_index=True))
     for a, b in zip(streamed.categorical, reference.categorical, strict=True):
@@ -66,10 +70,12 @@ def test_file_order_batches_equal_tensor_store_batches(tmp_path):
     assert len(resumed) == 3 and torch.equal(resumed[0].labels["click"], want[7].labels["click"])
 
 
-def test_shuffle_buffer_is_a_seeded_permutation_of_the_rows(tmp_path):
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_shuffle_buffer_is_a_seeded_permutation_of_the_rows(tmp_path, workers):
     frame = tiny_table(400).assign(size=np.arange(400, dtype=float))  # size = row id
     encoder = TabularEncoder(SCHEMA).fit(frame)
-    store = StreamingStore(_folder(frame, tmp_path), encoder, batch_rows=25, shuffle_buffer=100)
+    store = StreamingStore(_folder(frame, tmp_path), encoder, batch_rows=25, shuffle_buffer=100,
+                           workers=workers)
     seed = store.permutation(torch.Generator().manual_seed(0))
     ids = lambda batches: torch.cat([b.features["numeric"][:, 0] for b in batches])  # noqa: E731
     first = ids(store.batches(16, seed))
@@ -79,6 +85,34 @@ def test_shuffle_buffer_is_a_seeded_permutation_of_the_rows(tmp_path):
     assert torch.equal(first[16 * 5:], ids(store.batches(16, seed, start=5)))
     other = store.permutation(torch.Generator().manual_seed(1))
     assert not torch.equal(first, ids(store.batches(16, other)))
+    if workers == 1:  # one reader process streams exactly what the training process would
+        store.workers = 0
+        assert torch.equal(first, ids(store.batches(16, seed)))
+
+
+def _row_ids(store: StreamingStore, seed) -> torch.Tensor:
+    ids = torch.cat([b.features["numeric"][:, 0] for b in store.batches(10, seed)])
+    return torch.round(ids * store.encoder.numeric[0].std + store.encoder.numeric[0].mean)
+
+
+def test_shuffle_buffer_is_bounded_and_a_large_one_shuffles_fully(tmp_path):
+    frame = tiny_table(400).assign(size=np.arange(400, dtype=float))  # size = row id
+    encoder = TabularEncoder(SCHEMA).fit(frame)
+    folder = _folder(frame, tmp_path)
+    seed = torch.tensor([12345])
+    # rows arrive in file order (no file shuffling) through a 60-row buffer in chunks of 20:
+    # the row emitted at position p arrived before p + 60 + 20 rows had been read
+    store = StreamingStore(folder, encoder, batch_rows=20, shuffle_buffer=60,
+                           shuffle_files=False, workers=0)
+    rows = _row_ids(store, seed)
+    assert sorted(rows.tolist()) == list(range(400))
+    assert (rows < torch.arange(400) + 60 + 20).all()
+    assert (rows[:100] >= 100).any()  # but it does mix beyond one chunk
+    # a buffer larger than the data holds every row before emitting: a full permutation,
+    # so the last file's rows can come first
+    store.shuffle_buffer = 1000
+    rows = _row_ids(store, seed)
+    assert sorted(rows.tolist()) == list(range(400)) and (rows[:40] >= 267).any()
 
 
 def _write(frame: pd.DataFrame, path) -> str:

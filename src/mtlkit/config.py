@@ -36,6 +36,13 @@ class StreamingConfig(_Strict):
     shuffle_files: bool = True
     #: reuse the encoders of a trained run (RUN_DIR or model.pt) instead of a fitting pass
     encoder: str | None = None
+    #: reader processes that decode and encode record batches ahead of the training step
+    #: (0 = read in the training process); with more than 1, their chunks interleave
+    workers: int = Field(default=1, ge=0)
+    #: under torchrun: "files" = each rank reads its own files / Parquet row groups; "rows" =
+    #: every rank reads everything and keeps its slice of each global batch (exactly the
+    #: single-process stream, world× the reading)
+    shard: Literal["files", "rows"] = "files"
 
 
 class DataConfig(_Strict):

@@ -34,12 +34,20 @@ def correlation(out: Out = Path("bench-out/correlation"), quick: Quick = False,
 @bench_app.command("census")
 def census(out: Out = Path("bench-out/census"), quick: Quick = False,
            group: Annotated[int, typer.Option(help="task group 1 or 2")] = 1,
-           seeds: Annotated[int, typer.Option(help="number of seeds")] = 5) -> None:
+           seeds: Annotated[int, typer.Option(help="number of seeds")] = 5,
+           models: Annotated[str | None, typer.Option(
+               help="comma-separated subset of the model labels, e.g. MMoE,PLE")] = None) -> None:
     """Census-Income: every architecture, mean and best-of-seeds test AUC per task."""
     from mtlkit.bench.census import ALL_MODELS, format_table, run_census
 
-    models = {"MMoE": "mmoe", "Shared-Bottom": "shared-bottom"} if quick else ALL_MODELS
-    rows = run_census(out, models=models, seeds=tuple(range(1 if quick else seeds)),
+    chosen = {"MMoE": "mmoe", "Shared-Bottom": "shared-bottom"} if quick else ALL_MODELS
+    if models is not None:
+        labels = [m.strip() for m in models.split(",") if m.strip()]
+        unknown = [m for m in labels if m not in ALL_MODELS]
+        if unknown:
+            raise typer.BadParameter(f"unknown model(s) {unknown}; known: {list(ALL_MODELS)}")
+        chosen = {m: ALL_MODELS[m] for m in labels}
+    rows = run_census(out, models=chosen, seeds=tuple(range(1 if quick else seeds)),
                       group=group, quick=quick)
     typer.echo(format_table(rows))
 

@@ -15,6 +15,7 @@ from mtlkit.data.encoders import (
     TabularEncoder,
     encode_label,
     encode_sample_weight,
+    missing_values,
     require_columns,
 )
 from mtlkit.data.schema import Schema, TaskSpec
@@ -150,17 +151,14 @@ class CheckReport:
             warnings.warn(f"[{w.check}] {w.message}", stacklevel=2)
 
 
-def _missing(values: pd.Series) -> np.ndarray:
-    return values.isna().to_numpy() | (values.astype(str).str.strip() == "").to_numpy()
-
-
 def _task_rows(report: CheckReport, split: str, frame: pd.DataFrame, task: TaskSpec,
                labels: torch.Tensor, mask: torch.Tensor | None) -> None:
     n = len(frame)
     keep = np.ones(n, bool) if mask is None else mask.numpy()
     row: dict[str, Any] = {
         "split": split, "task": task.name, "role": task.role, "rows": n,
-        "labelled": int(keep.sum()), "missing_rate": float(_missing(frame[task.column]).mean()),
+        "labelled": int(keep.sum()),
+        "missing_rate": float(missing_values(frame[task.column]).mean()),
         "positives": None, "positive_rate": None,
     }
     if task.type == "binary":
@@ -237,7 +235,7 @@ def run_checks(
             "feature": feature.name, "kind": feature.kind,
             "cardinality": cards[feature.name] - 1 if feature.kind == "categorical"
             else int(col.nunique()),
-            "missing_rate": float(_missing(col).mean()),
+            "missing_rate": float(missing_values(col).mean()),
         }
         for split, rates in unseen.items():
             rate = rates.get(feature.name)

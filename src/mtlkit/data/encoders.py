@@ -96,8 +96,18 @@ class CategoricalEncoder:
         return {"name": self.name, "vocabulary": self.vocabulary}
 
 
+def missing_values(values: pd.Series) -> np.ndarray:
+    """Rows that are missing: NA, or (text columns only) empty / whitespace-only strings."""
+    missing = values.isna().to_numpy()
+    if pd.api.types.is_numeric_dtype(values.dtype):
+        return missing
+    return missing | (values.astype(str).str.strip() == "").to_numpy()
+
+
 def to_float(values: pd.Series, column: str, source: str) -> np.ndarray:
     """Parse a column as float; a non-numeric entry is an error naming column, row and value."""
+    if pd.api.types.is_numeric_dtype(values.dtype):  # already numbers: nothing to parse
+        return values.to_numpy(dtype=np.float64, na_value=np.nan)
     parsed = pd.to_numeric(values, errors="coerce")
     bad = parsed.isna() & values.notna() & (values.astype(str).str.strip() != "")
     if bad.any():
@@ -163,7 +173,7 @@ def encode_label(frame: pd.DataFrame, task: TaskSpec) -> tuple[torch.Tensor, tor
     source = _source(frame)
     require_columns(frame, [task.column])
     raw = frame[task.column]
-    missing = raw.isna().to_numpy() | (raw.astype(str).str.strip() == "").to_numpy()
+    missing = missing_values(raw)
     if missing.any() and not task.allow_missing:
         row = int(np.flatnonzero(missing)[0])
         raise DataError(

@@ -82,7 +82,9 @@ def iter_table(
     if not path.exists():
         raise DataError(f"data file not found: {path}")
     if _format(path, options) == "parquet":
-        chunks = (b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows))
+        # one thread: the threaded reader buffers ahead and RSS grew with the file
+        batches = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, use_threads=False)
+        chunks = (b.to_pandas() for b in batches)
     else:
         try:
             chunks = pd.read_csv(path, chunksize=chunk_rows, **_csv_kwargs(options))

@@ -1,9 +1,11 @@
 """Training data larger than memory: Parquet/CSV (a file or a folder of files) streamed through
 PyArrow record batches, encoded on the fly, shuffled through a bounded buffer.
 
-Memory is bounded by ``batch_rows`` (one decoded record batch) plus ``shuffle_buffer`` encoded
-rows, whatever the file size. ``StreamingStore.batches`` yields the same ``Batch`` objects as
-``TensorStore.batches``, so the ``Trainer`` is unchanged:
+Memory is bounded by ``batch_rows`` (one decoded record batch per reader) plus
+``shuffle_buffer`` encoded rows, whatever the file size. Reading, encoding and buffering run in
+``workers`` DataLoader processes, so they overlap the training step without sharing its GIL.
+``StreamingStore.batches`` yields the same ``Batch`` objects as ``TensorStore.batches``, so the
+``Trainer`` is unchanged:
 
 * ``permutation(generator)`` draws one seed per epoch from the trainer's generator (the epoch's
   "order"); ``batches(batch_size, order, start)`` replays the epoch's stream from that seed and
@@ -13,23 +15,26 @@ rows, whatever the file size. ``StreamingStore.batches`` yields the same ``Batch
   concatenated table.
 
 Shuffling: the list of Parquet row groups (or files) is permuted, then rows pass through a
-buffer of ``shuffle_buffer`` rows that is permuted as each record batch arrives (one
-``index_select``; never per-sample Python). A buffer at least the size of the data is a full
-shuffle.
+buffer of ``shuffle_buffer`` rows (``_ShuffleBuffer``: each arriving record batch evicts as many
+rows from random slots and takes their places, a cost proportional to the batch, not the
+buffer; never per-sample Python). A buffer at least the size of the data is a full shuffle.
 
-Encoders are fitted in a first streaming pass (``fit_encoder``: category counts and Chan's
-parallel mean/variance, the same vocabulary order and statistics as ``TabularEncoder.fit``) or
-loaded from a trained run (``data.streaming.encoder``). Validation and test files are small
-and read into memory as usual.
+Under torchrun, ``shard="files"`` deals the units (files / row groups) to the ranks by size and
+every rank stops after the smallest share's batches; ``shard="rows"`` reproduces the
+single-process stream exactly (each rank reads everything and keeps its slice).
+
+Encoders are fitted in a first streaming pass (``fit_store_encoder``: per-chunk summaries in
+the readers, merged by ``fit_encoder``: category counts and Chan's parallel mean/variance, the
+same vocabulary order and statistics as ``TabularEncoder.fit``) or loaded from a trained run
+(``data.streaming.encoder``). Validation and test files are small and read into memory.
 """
 
 from __future__ import annotations
 
-import contextlib
-import threading
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
-from queue import Empty, Queue
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -37,6 +42,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mtlkit.config import DataConfig
 from mtlkit.data.datasets import RawSplits
@@ -96,17 +102,25 @@ class StreamingStore:
     def __init__(
         self, path: str | Path, encoder: TabularEncoder, options: ReadOptions | None = None,
         batch_rows: int = 65536, shuffle_buffer: int = 262144, shuffle_files: bool = True,
-        num_rows: int | None = None, prefetch: int = 2,
+        num_rows: int | None = None, workers: int = 1, prefetch: int = 2,
+        shard: Literal["files", "rows"] = "files",
     ) -> None:
-        if batch_rows < 1 or shuffle_buffer < 0:
-            raise ValueError(f"streaming needs batch_rows >= 1 and shuffle_buffer >= 0, got "
-                             f"{batch_rows} and {shuffle_buffer}")
+        if batch_rows < 1 or shuffle_buffer < 0 or workers < 0 or prefetch < 1:
+            raise ValueError(f"streaming needs batch_rows >= 1, shuffle_buffer >= 0, workers "
+                             f">= 0 and prefetch >= 1, got {batch_rows}, {shuffle_buffer}, "
+                             f"{workers} and {prefetch}")
+        if shard not in ("files", "rows"):
+            raise ValueError(f"streaming shard must be 'files' or 'rows', got {shard!r}")
         self.path, self.encoder = Path(path), encoder
         self.options = options or ReadOptions()
         self.batch_rows, self.shuffle_buffer = batch_rows, shuffle_buffer
         self.shuffle_files = shuffle_files
-        #: encoded record batches prepared ahead by a background thread (0 = none)
-        self.prefetch = prefetch
+        #: reader processes (a torch DataLoader over record batches); 0 = read in this process
+        self.workers, self.prefetch = workers, prefetch
+        #: under torchrun: "files" = each rank reads its own files / row groups, "rows" = every
+        #: rank reads everything and keeps its rows of each global batch (the single-process
+        #: stream exactly, at world× the reading cost)
+        self.shard = shard
         self.columns = schema_columns(encoder.schema)
         self.dataset = open_dataset(self.path, self.options, self.columns)
         missing = [c for c in self.columns if c not in self.dataset.schema.names]
@@ -115,23 +129,57 @@ class StreamingStore:
             frame.attrs["source"] = str(self.path)
             require_columns(frame, missing)
         self._num_rows = num_rows
+        self._units: list | None = None
+        self._unit_rows: list[int] | None = None
         self.task_names = [t.name for t in encoder.schema.tasks]
-        #: (rank, world): this process reads only its share of every global batch
+        #: (rank, world), set by the distributed wrapper
         self.shard_of: tuple[int, int] = (0, 1)
 
     # ---------------------------------------------------------------- reading
-    def _fragments(self, generator: torch.Generator | None) -> list:
-        frags = sorted(self.dataset.get_fragments(), key=lambda f: f.path)
-        if generator is None or not self.shuffle_files:
-            return frags
-        if isinstance(self.dataset.format, ds.ParquetFileFormat):  # row groups: finer units
-            frags = [rg for f in frags for rg in f.split_by_row_group()]
-        perm = torch.randperm(len(frags), generator=generator).tolist()
-        return [frags[i] for i in perm]
+    def units(self) -> list:
+        """The reading units in file order: CSV files, or the row groups of Parquet files."""
+        if self._units is None:
+            frags = sorted(self.dataset.get_fragments(), key=lambda f: f.path)
+            if isinstance(self.dataset.format, ds.ParquetFileFormat):
+                frags = [rg for f in frags for rg in f.split_by_row_group()]
+            self._units = frags
+        return self._units
 
-    def frames(self, generator: torch.Generator | None = None) -> Iterator[pd.DataFrame]:
-        """The raw rows as pandas chunks of at most ``batch_rows`` rows."""
-        for frag in self._fragments(generator):
+    def unit_rows(self) -> list[int]:
+        """Rows per unit (Parquet: from the metadata; CSV: one counting scan, cached)."""
+        if self._unit_rows is None:
+            self._unit_rows = [
+                sum(rg.num_rows for rg in u.row_groups) if isinstance(
+                    u, ds.ParquetFileFragment) else u.count_rows() for u in self.units()]
+        return self._unit_rows
+
+    def _by_files(self) -> bool:
+        return self.shard_of[1] > 1 and self.shard == "files"
+
+    def _rank_units(self) -> tuple[list[int], int]:
+        """This rank's unit indices and the rows of the smallest rank's share.
+
+        Units go to ranks greedily, largest first to the least loaded rank (deterministic), so
+        every rank holds about ``rows / world`` rows; ranks stop after the smallest share."""
+        rank, world = self.shard_of
+        n_units = len(self.units())
+        if not self._by_files():
+            return list(range(n_units)), len(self)
+        if n_units < world:
+            raise DataError(
+                f"{self.path}: {n_units} file(s)/row group(s) cannot be shared by {world} ranks; "
+                "write smaller row groups or more files, or set data.streaming.shard: rows")
+        rows = self.unit_rows()
+        loads, owner = [0] * world, [0] * n_units
+        for i in sorted(range(n_units), key=lambda i: (-rows[i], i)):
+            r = min(range(world), key=lambda r: (loads[r], r))
+            owner[i], loads[r] = r, loads[r] + rows[i]
+        return [i for i in range(n_units) if owner[i] == rank], min(loads)
+
+    def frames(self, units: list | None = None) -> Iterator[pd.DataFrame]:
+        """The raw rows of ``units`` (default: all, in file order) as pandas chunks of at most
+        ``batch_rows`` rows."""
+        for frag in self.units() if units is None else units:
             # bounded read-ahead, one thread: PyArrow's threaded default scan buffered ~0.5 GB
             # ahead on the census file (RSS grew with the file); this keeps it flat
             for rb in frag.to_batches(columns=self.columns, batch_size=self.batch_rows,
@@ -147,7 +195,8 @@ class StreamingStore:
                 frame.attrs["source"] = str(frag.path)
                 yield frame
 
-    def _encode(self, frame: pd.DataFrame) -> dict[str, torch.Tensor]:
+    def encode(self, frame: pd.DataFrame) -> dict[str, torch.Tensor]:
+        """One chunk as named tensors: ``f:`` features, ``y:``/``m:``/``w:`` per task."""
         out = {f"f:{k}": v for k, v in self.encoder.transform(frame).items()}
         labels, masks = self.encoder.encode_labels(frame)
         weights = self.encoder.encode_weights(frame)
@@ -159,39 +208,18 @@ class StreamingStore:
                 out[f"w:{k}"] = weights[k]
         return out
 
-    def _encoded(self, generator: torch.Generator | None) -> Iterator[dict[str, torch.Tensor]]:
-        """Encoded record batches, read and encoded one ahead in a background thread (Arrow
-        decoding and pandas/numpy encoding overlap the training step; order is preserved)."""
-        frames = self.frames(generator)  # the file order is drawn here, in this thread
-        done = object()
-        queue: Queue = Queue(maxsize=self.prefetch)
-        stop = threading.Event()
-
-        def produce() -> None:
-            try:
-                for frame in frames:
-                    if stop.is_set():
-                        return
-                    queue.put(self._encode(frame))
-                queue.put(done)
-            except BaseException as exc:  # re-raised in the consumer
-                queue.put(exc)
-
-        if self.prefetch == 0:
-            yield from (self._encode(f) for f in frames)
-            return
-        worker = threading.Thread(target=produce, daemon=True)
-        worker.start()
-        try:
-            while (item := queue.get()) is not done:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            while worker.is_alive():  # unblock a producer waiting on a full queue
-                with contextlib.suppress(Empty):
-                    queue.get(timeout=0.1)
+    def _shuffled(self, units: list, seed: int | None) -> Iterator[dict[str, torch.Tensor]]:
+        """Encoded rows of ``units`` through the shuffle buffer (seeded by ``seed``; None = file
+        order), in chunks. With ``workers`` ≥ 1 a torch DataLoader does the reading, encoding
+        and buffering in other processes (sharing no GIL with the training step): worker ``w``
+        takes units ``w, w + workers, ...`` with its own buffer and the loader interleaves the
+        workers' chunks in a fixed order, so the stream is deterministic for a seed."""
+        stream = _ShuffledUnits(self, units, seed)
+        if self.workers == 0:
+            return iter(stream)
+        return iter(DataLoader(stream, batch_size=None, prefetch_factor=self.prefetch,
+                               num_workers=min(self.workers, max(len(units), 1)),
+                               worker_init_fn=_one_arrow_thread))
 
     def _batch(self, t: dict[str, torch.Tensor], lo: int, hi: int) -> Batch:
         masks: dict[str, torch.Tensor | None] = {}
@@ -217,8 +245,9 @@ class StreamingStore:
 
     def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
         world = self.shard_of[1]
-        global_batch = batch_size * world
-        n = len(self)
+        if self._by_files():
+            return self._rank_units()[1] // batch_size
+        n, global_batch = len(self), batch_size * world
         if drop_last or world > 1:
             return n // global_batch
         return -(-n // global_batch)
@@ -228,46 +257,149 @@ class StreamingStore:
         drop_last: bool = False,
     ) -> Iterator[Batch]:
         """Batches of ``batch_size`` rows in the stream order seeded by ``order``, from batch
-        ``start``. Sharded (``shard_of = (rank, world)``): the stream is cut into global
+        ``start``. Under torchrun (``shard_of = (rank, world)``), ``shard="files"``: this rank
+        streams its own units and stops after ``num_batches`` (the smallest share), so every
+        rank steps equally; ``shard="rows"``: the single-process stream is cut into global
         batches of ``batch_size·world`` rows and this rank gets rows ``[rank·b, (rank+1)·b)``
-        of each; an incomplete last global batch is dropped so every rank steps equally."""
+        of each (an incomplete last global batch is dropped)."""
         rank, world = self.shard_of
-        gen = None
+        mine, _ = self._rank_units()
+        seed = None
         if order is not None and (self.shuffle_files or self.shuffle_buffer > 0):
             gen = torch.Generator().manual_seed(int(order.reshape(-1)[0]))
-        step = batch_size * world
+            if self.shuffle_files:
+                mine = [mine[i] for i in torch.randperm(len(mine), generator=gen).tolist()]
+            seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+        if self._by_files():
+            step, offset, limit = batch_size, 0, self.num_batches(batch_size)
+        else:
+            step, offset, limit = batch_size * world, rank * batch_size, None
         drop_last = drop_last or world > 1
-        keep = self.shuffle_buffer if gen is not None else 0
         pending: dict[str, torch.Tensor] | None = None
         index = 0
-        for chunk in self._encoded(gen):
-            pending = chunk if pending is None else {
-                k: torch.cat([pending[k], v]) for k, v in chunk.items()}
-            n = len(pending["y:" + self.task_names[0]])
-            if gen is not None and self.shuffle_buffer > 0:
-                perm = torch.randperm(n, generator=gen)
-                pending = {k: v.index_select(0, perm) for k, v in pending.items()}
-            emit = max(n - keep, 0) // step * step
+        units = self.units()
+        for chunk in itertools.chain(self._shuffled([units[i] for i in mine], seed), [None]):
+            if chunk is not None:
+                pending = chunk if pending is None else {
+                    k: torch.cat([pending[k], v]) for k, v in chunk.items()}
+            if pending is None:
+                continue
+            n = _rows(pending)
+            emit = n if chunk is None and not drop_last else n // step * step
             for lo in range(0, emit, step):
+                if index == limit:
+                    return
                 if index >= start:
-                    yield self._batch(pending, lo + rank * batch_size,
-                                      lo + (rank + 1) * batch_size)
+                    hi = min(lo + step, emit)
+                    yield self._batch(pending, lo + offset, min(lo + offset + batch_size, hi))
                 index += 1
             pending = {k: v[emit:] for k, v in pending.items()}
-        if pending is None:
-            return
-        n = len(pending["y:" + self.task_names[0]])
-        stop = n - n % step if drop_last else n
-        for lo in range(0, stop, step):
-            if index >= start:
-                hi = min(lo + step, n)
-                yield self._batch(pending, lo + rank * batch_size,
-                                  min(lo + (rank + 1) * batch_size, hi))
-            index += 1
 
 
-def fit_encoder(encoder: TabularEncoder, frames: Iterator[pd.DataFrame]) -> int:
-    """Fit ``encoder`` in one streaming pass; returns the number of rows seen.
+class _ShuffledUnits(IterableDataset):
+    """The encoded rows of a list of units through a shuffle buffer, in chunks; in DataLoader
+    worker ``w`` of ``W``: units ``w::W``, buffer seed ``seed + w``."""
+
+    def __init__(self, store: StreamingStore, units: list, seed: int | None) -> None:
+        self.store, self.units, self.seed = store, units, seed
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = get_worker_info()
+        units, worker = (self.units, 0) if info is None else (
+            self.units[info.id::info.num_workers], info.id)
+        capacity, gen = 0, None
+        if self.seed is not None and self.store.shuffle_buffer > 0:
+            capacity = self.store.shuffle_buffer
+            gen = torch.Generator().manual_seed(self.seed + worker)
+        buffer = _ShuffleBuffer(capacity, gen)
+        for frame in self.store.frames(units):
+            if (out := buffer.push(self.store.encode(frame))) is not None:
+                yield out
+        if (out := buffer.drain()) is not None:
+            yield out
+
+
+def _one_arrow_thread(worker_id: int) -> None:
+    """DataLoader workers compute on one thread each (torch already does): scale with
+    ``workers``, not by oversubscribing the cores the training step uses."""
+    pa.set_cpu_count(1)
+
+
+def _rows(t: dict[str, torch.Tensor]) -> int:
+    return len(next(iter(t.values())))
+
+
+class _ShuffleBuffer:
+    """A bounded shuffle buffer whose cost per record batch is proportional to the batch.
+
+    While filling, arriving rows are appended. Once full, each arriving record batch of ``k``
+    rows evicts ``k`` rows from random slots (gathered in random order: those are emitted) and
+    takes their places (one ``index_select`` and one ``index_copy_`` of ``k`` rows, never a
+    copy of the whole buffer). At the end of the stream the buffer is emitted as one random
+    permutation, so a buffer at least as large as the data is a full shuffle. ``capacity=0``
+    passes rows through in stream order.
+    """
+
+    def __init__(self, capacity: int, generator: torch.Generator | None) -> None:
+        self.capacity, self.gen = capacity, generator
+        self.rows: dict[str, torch.Tensor] | None = None
+
+    def push(self, chunk: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
+        if self.capacity == 0:
+            return chunk
+        k = _rows(chunk)
+        if self.rows is not None and _rows(self.rows) == self.capacity and k <= self.capacity:
+            slots = torch.randperm(self.capacity, generator=self.gen)[:k]
+            out = {name: v.index_select(0, slots) for name, v in self.rows.items()}
+            for name, v in self.rows.items():
+                v.index_copy_(0, slots, chunk[name])
+            return out
+        rows = chunk if self.rows is None else {
+            name: torch.cat([v, chunk[name]]) for name, v in self.rows.items()}
+        n = _rows(rows)
+        if n <= self.capacity:
+            self.rows = rows
+            return None
+        perm = torch.randperm(n, generator=self.gen)  # overflow while filling: evict at random
+        self.rows = {name: v.index_select(0, perm[n - self.capacity:]) for name, v in rows.items()}
+        return {name: v.index_select(0, perm[:n - self.capacity]) for name, v in rows.items()}
+
+    def drain(self) -> dict[str, torch.Tensor] | None:
+        rows, self.rows = self.rows, None
+        if rows is None:
+            return None
+        perm = torch.randperm(_rows(rows), generator=self.gen)
+        return {name: v.index_select(0, perm) for name, v in rows.items()}
+
+
+#: per-chunk encoder statistics: (rows, value counts per categorical column, (count, mean, M2)
+#: of the finite values per numeric column)
+ChunkStatistics = tuple[int, list[dict[str, int]], list[tuple[int, float, float]]]
+
+
+def chunk_statistics(encoder: TabularEncoder, frame: pd.DataFrame) -> ChunkStatistics:
+    """What ``fit_encoder`` needs of one chunk (computed where the chunk is read)."""
+    require_columns(frame, [f.name for f in encoder.schema.features])
+    counts = []
+    for enc in encoder.categorical:
+        codes, names = _factorize(frame[enc.name])
+        total: dict[str, int] = {}
+        for name, c in zip(names, np.bincount(codes, minlength=len(names)), strict=True):
+            total[name] = total.get(name, 0) + int(c)
+        counts.append(total)
+    stats = []
+    for enc in encoder.numeric:
+        x = enc._raw(frame[enc.name], frame.attrs.get("source", "the data"))
+        x = x[np.isfinite(x)]
+        mean = float(x.mean()) if x.size else 0.0
+        stats.append((int(x.size), mean, float(((x - mean) ** 2).sum())))
+    return len(frame), counts, stats
+
+
+def fit_encoder(encoder: TabularEncoder,
+                chunks: Iterator[pd.DataFrame] | Iterator[ChunkStatistics]) -> int:
+    """Fit ``encoder`` in one streaming pass over frames (or their ``chunk_statistics``);
+    returns the number of rows seen.
 
     Categorical vocabularies: summed value counts, ordered like ``CategoricalEncoder.fit``
     (by count, then value). Numeric: Chan et al.'s pairwise merge of per-chunk (count, mean,
@@ -276,21 +408,17 @@ def fit_encoder(encoder: TabularEncoder, frames: Iterator[pd.DataFrame]) -> int:
     counts: list[dict[str, int]] = [{} for _ in encoder.categorical]
     stats = [(0, 0.0, 0.0) for _ in encoder.numeric]  # (n, mean, M2)
     rows = 0
-    for frame in frames:
-        require_columns(frame, [f.name for f in encoder.schema.features])
-        rows += len(frame)
-        for j, enc in enumerate(encoder.categorical):
-            codes, names = _factorize(frame[enc.name])
-            for name, c in zip(names, np.bincount(codes, minlength=len(names)), strict=True):
-                counts[j][name] = counts[j].get(name, 0) + int(c)
-        for j, enc in enumerate(encoder.numeric):
-            x = enc._raw(frame[enc.name], frame.attrs.get("source", "the data"))
-            x = x[np.isfinite(x)]
-            if x.size == 0:
-                continue
-            n_b, mean_b = x.size, float(x.mean())
-            m2_b = float(((x - mean_b) ** 2).sum())
+    for chunk in chunks:
+        n_rows, chunk_counts, chunk_stats = (
+            chunk_statistics(encoder, chunk) if isinstance(chunk, pd.DataFrame) else chunk)
+        rows += n_rows
+        for total, part in zip(counts, chunk_counts, strict=True):
+            for name, c in part.items():
+                total[name] = total.get(name, 0) + c
+        for j, (n_b, mean_b, m2_b) in enumerate(chunk_stats):
             n_a, mean_a, m2_a = stats[j]
+            if n_b == 0:
+                continue
             n = n_a + n_b
             delta = mean_b - mean_a
             stats[j] = (n, mean_a + delta * n_b / n, m2_a + m2_b + delta * delta * n_a * n_b / n)
@@ -305,6 +433,33 @@ def fit_encoder(encoder: TabularEncoder, frames: Iterator[pd.DataFrame]) -> int:
         enc.mean, enc.std = mean, std if std > 0 else 1.0
     encoder.fitted = True
     return rows
+
+
+class _UnitStatistics(IterableDataset):
+    """``chunk_statistics`` of every chunk of a list of units (worker ``w``: units ``w::W``)."""
+
+    def __init__(self, store: StreamingStore) -> None:
+        self.store = store
+
+    def __iter__(self) -> Iterator[ChunkStatistics]:
+        info = get_worker_info()
+        units = self.store.units()
+        units = units if info is None else units[info.id::info.num_workers]
+        return (chunk_statistics(self.store.encoder, f) for f in self.store.frames(units))
+
+
+def fit_store_encoder(store: StreamingStore) -> int:
+    """``fit_encoder`` over the store's files, the chunks summarised in its reader workers."""
+    stats = _UnitStatistics(store)
+    if store.workers > 0:
+        stats = DataLoader(stats, batch_size=None, num_workers=min(store.workers,
+                           len(store.units())), worker_init_fn=_one_arrow_thread,
+                           collate_fn=_no_collate, prefetch_factor=store.prefetch)
+    return fit_encoder(store.encoder, iter(stats))
+
+
+def _no_collate(item):
+    return item
 
 
 def prepare_streaming(data: DataConfig) -> PreparedData:
@@ -331,7 +486,7 @@ def prepare_streaming(data: DataConfig) -> PreparedData:
     options = ReadOptions.model_validate(params.get("read") or {})
     schema = Schema(features=params["features"], tasks=params["tasks"])
     kwargs = {"batch_rows": cfg.batch_rows, "shuffle_buffer": cfg.shuffle_buffer,
-              "shuffle_files": cfg.shuffle_files}
+              "shuffle_files": cfg.shuffle_files, "workers": cfg.workers, "shard": cfg.shard}
     if cfg.encoder is not None:
         path = Path(cfg.encoder)
         bundle = ckpt.load(path / "model.pt" if path.is_dir() else path)
@@ -343,7 +498,7 @@ def prepare_streaming(data: DataConfig) -> PreparedData:
     else:
         encoder = TabularEncoder(schema)
         store = StreamingStore(params["train"], encoder, options, **kwargs)
-        store._num_rows = fit_encoder(encoder, store.frames())
+        store._num_rows = fit_store_encoder(store)
     sample = next(store.frames())
     valid = _load(params["valid"], options)
     test = None if params.get("test") is None else _load(params["test"], options)
