@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -240,3 +241,59 @@ def test_streaming_store_shard_files_gives_each_rank_its_own_row_groups(tmp_path
     stores[0].shard_of = (0, 6)  # 5 row groups cannot feed 6 ranks
     with pytest.raises(DataError, match=r"5 file\(s\)/row group\(s\) cannot be shared by 6"):
         stores[0].num_batches(16)
+
+
+def _fit_worker(rank: int, port: int, folder: str, out: str) -> None:
+    import torch.distributed as dist
+    from tests.conftest import TINY_FEATURES, TINY_TASKS
+
+    from mtlkit.data.encoders import TabularEncoder
+    from mtlkit.data.schema import Schema
+    from mtlkit.data.streaming import StreamingStore, fit_store_encoder
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        encoder = TabularEncoder(Schema(features=TINY_FEATURES, tasks=TINY_TASKS))
+        store = StreamingStore(folder, encoder, batch_rows=30, workers=0)
+        read: list[str] = []
+        frames = store.frames
+        store.frames = lambda units: (read.extend(u.path for u in units), frames(units))[1]
+        rows = fit_store_encoder(store)
+        torch.save({"rows": rows, "read": read, "encoder": encoder.to_dict()},
+                   Path(out) / f"fit{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_encoder_fit_under_torchrun_reads_each_file_once_and_agrees(tmp_path):
+    from tests.conftest import TINY_FEATURES, TINY_TASKS
+
+    from mtlkit.data.encoders import TabularEncoder
+    from mtlkit.data.schema import Schema
+
+    frame = tiny_table(300)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i in range(3):
+        frame.iloc[i * 100:(i + 1) * 100].to_csv(folder / f"part-{i}.csv", index=False)
+    ctx, port = mp.get_context("spawn"), _free_port()
+    procs = [ctx.Process(target=_fit_worker, args=(r, port, str(folder), str(tmp_path)))
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+        assert p.exitcode == 0, f"rank exited with {p.exitcode}"
+    fits = [torch.load(tmp_path / f"fit{r}.pt", weights_only=False) for r in range(2)]
+    assert [f["rows"] for f in fits] == [300, 300]
+    assert [len(f["read"]) for f in fits] == [2, 1]  # units 0::2 and 1::2
+    assert sorted(fits[0]["read"] + fits[1]["read"]) == sorted(str(p) for p in folder.iterdir())
+    reference = TabularEncoder(Schema(features=TINY_FEATURES, tasks=TINY_TASKS)).fit(
+        pd.concat([pd.read_csv(p, dtype=str) for p in sorted(folder.iterdir())]))
+    for f in fits:
+        assert f["encoder"]["categorical"] == reference.to_dict()["categorical"]
+        for got, want in zip(f["encoder"]["numeric"], reference.numeric, strict=True):
+            assert got["mean"] == pytest.approx(want.mean, rel=1e-12)
+            assert got["std"] == pytest.approx(want.std, rel=1e-12)
+    assert fits[0]["encoder"] == fits[1]["encoder"]  # identical on every rank

@@ -42,6 +42,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.dataset as ds
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from mtlkit.config import DataConfig
@@ -396,15 +397,11 @@ def chunk_statistics(encoder: TabularEncoder, frame: pd.DataFrame) -> ChunkStati
     return len(frame), counts, stats
 
 
-def fit_encoder(encoder: TabularEncoder,
-                chunks: Iterator[pd.DataFrame] | Iterator[ChunkStatistics]) -> int:
-    """Fit ``encoder`` in one streaming pass over frames (or their ``chunk_statistics``);
-    returns the number of rows seen.
-
-    Categorical vocabularies: summed value counts, ordered like ``CategoricalEncoder.fit``
-    (by count, then value). Numeric: Chan et al.'s pairwise merge of per-chunk (count, mean,
-    M2) in float64 over finite values — ``NumericEncoder.fit``'s mean and population std.
-    """
+def merge_statistics(encoder: TabularEncoder,
+                     chunks: Iterator[pd.DataFrame] | Iterator[ChunkStatistics]
+                     ) -> ChunkStatistics:
+    """The statistics of all ``chunks`` (frames or their ``chunk_statistics``) as one: summed
+    value counts and Chan et al.'s pairwise merge of (count, mean, M2) in float64."""
     counts: list[dict[str, int]] = [{} for _ in encoder.categorical]
     stats = [(0, 0.0, 0.0) for _ in encoder.numeric]  # (n, mean, M2)
     rows = 0
@@ -422,6 +419,19 @@ def fit_encoder(encoder: TabularEncoder,
             n = n_a + n_b
             delta = mean_b - mean_a
             stats[j] = (n, mean_a + delta * n_b / n, m2_a + m2_b + delta * delta * n_a * n_b / n)
+    return rows, counts, stats
+
+
+def fit_encoder(encoder: TabularEncoder,
+                chunks: Iterator[pd.DataFrame] | Iterator[ChunkStatistics]) -> int:
+    """Fit ``encoder`` in one streaming pass over frames (or their ``chunk_statistics``);
+    returns the number of rows seen.
+
+    Categorical vocabularies: summed value counts, ordered like ``CategoricalEncoder.fit``
+    (by count, then value). Numeric: the merged mean and population std over finite values,
+    as ``NumericEncoder.fit`` computes them.
+    """
+    rows, counts, stats = merge_statistics(encoder, chunks)
     if rows == 0:
         raise DataError("streaming: the training data has no rows")
     for enc, total in zip(encoder.categorical, counts, strict=True):
@@ -438,24 +448,34 @@ def fit_encoder(encoder: TabularEncoder,
 class _UnitStatistics(IterableDataset):
     """``chunk_statistics`` of every chunk of a list of units (worker ``w``: units ``w::W``)."""
 
-    def __init__(self, store: StreamingStore) -> None:
-        self.store = store
+    def __init__(self, store: StreamingStore, units: list) -> None:
+        self.store, self.units = store, units
 
     def __iter__(self) -> Iterator[ChunkStatistics]:
         info = get_worker_info()
-        units = self.store.units()
-        units = units if info is None else units[info.id::info.num_workers]
+        units = self.units if info is None else self.units[info.id::info.num_workers]
         return (chunk_statistics(self.store.encoder, f) for f in self.store.frames(units))
 
 
 def fit_store_encoder(store: StreamingStore) -> int:
-    """``fit_encoder`` over the store's files, the chunks summarised in its reader workers."""
-    stats = _UnitStatistics(store)
-    if store.workers > 0:
-        stats = DataLoader(stats, batch_size=None, num_workers=min(store.workers,
-                           len(store.units())), worker_init_fn=_one_arrow_thread,
-                           collate_fn=_no_collate, prefetch_factor=store.prefetch)
-    return fit_encoder(store.encoder, iter(stats))
+    """``fit_encoder`` over the store's files, each chunk summarised in a reader process.
+
+    Under torchrun each rank summarises units ``rank::world`` only; the per-rank summaries are
+    all-gathered and merged in rank order, so every rank fits the same encoders from one
+    reading of the data."""
+    rank, world = (dist.get_rank(), dist.get_world_size()) if (
+        dist.is_available() and dist.is_initialized()) else (0, 1)
+    mine = store.units()[rank::world]
+    stats = _UnitStatistics(store, mine)
+    if store.workers > 0 and mine:
+        stats = DataLoader(stats, batch_size=None, num_workers=min(store.workers, len(mine)),
+                           worker_init_fn=_one_arrow_thread, collate_fn=_no_collate,
+                           prefetch_factor=store.prefetch)
+    if world == 1:
+        return fit_encoder(store.encoder, iter(stats))
+    gathered: list = [None] * world
+    dist.all_gather_object(gathered, merge_statistics(store.encoder, iter(stats)))
+    return fit_encoder(store.encoder, iter(gathered))
 
 
 def _no_collate(item):
