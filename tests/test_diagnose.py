@@ -180,8 +180,9 @@ def _table(tmp_path, n: int) -> str:
     return str(path)
 
 
-def _train(tmp_path, name, **diag):
-    cfg = tiny_config(_table(tmp_path, 256), "mmoe", epochs=2, tensorboard=True)
+def _train(tmp_path, name, progress=False, **diag):
+    cfg = tiny_config(_table(tmp_path, 256), "mmoe", epochs=2, tensorboard=True,
+                      progress=progress)
     cfg["diagnostics"] = diag
     return api.train(cfg, out=tmp_path / name)
 
@@ -248,3 +249,24 @@ def test_recorder_warns_once_per_gate_and_kind(tmp_path):
 def test_diagnostics_config_defaults_are_coarse():
     cfg = DiagnosticsConfig()
     assert cfg.enabled and cfg.every == 50 and cfg.tag_every is None
+
+
+def test_gate_warnings_reach_results_json_and_print_above_the_progress_bar(tmp_path,
+                                                                           monkeypatch):
+    from mtlkit.diagnose import recorder
+    from mtlkit.train import trainer as trainer_module
+
+    monkeypatch.setattr(recorder, "gate_problem",
+                        lambda name, stats: ("collapsed", f"gate {name!r} collapsed: crafted"))
+    written: list[str] = []
+    monkeypatch.setattr(trainer_module.tqdm, "write",
+                        lambda text, file=None: written.append(text))
+    with pytest.warns(GateCollapseWarning):  # no bar drawn: a plain warning
+        _train(tmp_path, "quiet", every=1)
+    assert written == []
+    run = _train(tmp_path, "warned", progress=True, every=1)
+    saved = json.loads((run.run_dir / "results.json").read_text())["warnings"]
+    gate_names = {w.split("'")[1] for w in saved if "crafted" in w}
+    assert gate_names and all(w.startswith("step 1: ") for w in saved if "crafted" in w)
+    # with a bar drawn the warning text goes through tqdm.write (above the bar), once per gate
+    assert sum("GateCollapseWarning" in w for w in written) == len(gate_names)

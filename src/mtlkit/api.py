@@ -183,6 +183,8 @@ def train(
     for finding in findings:
         warnings.warn(f"[{finding.check}] {finding.message}", stacklevel=2)
     results["warnings"] = [f.message for f in report.warnings + findings]
+    if diagnostics is not None:  # gate collapse / unused experts seen during training
+        results["warnings"] += [f"step {e['step']}: {e['message']}" for e in diagnostics.warnings]
     results["monitor"] = {"task": trainer.monitor[0], "metric": trainer.monitor[1]}
     results["train_seconds"] = round(state.elapsed, 3)
     results["wall_seconds"] = round(time.perf_counter() - started, 3)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import sys
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,48 +172,55 @@ class Trainer:
         logger.rows = list(st.history)
         n_tasks = len(self.tasks)
         try:
-            while st.epoch < cfg.epochs and not st.finished:
-                started = time.perf_counter()
-                if st.batch == 0:
-                    st.epoch_gen_state = self.generator.get_state()
-                    st.loss_sum, st.loss_count = torch.zeros(n_tasks), torch.zeros(())
-                    st.last_weights = None
-                    order = train.permutation(self.generator)
-                else:  # resuming mid-epoch: replay the same permutation
-                    gen = torch.Generator().set_state(st.epoch_gen_state)
-                    order = train.permutation(gen)
-                self.model.train()
-                total = train.num_batches(cfg.batch_size)
-                bar = tqdm(
-                    train.batches(cfg.batch_size, order, start=st.batch), total=total,
-                    initial=st.batch, desc=f"epoch {st.epoch + 1}/{cfg.epochs}",
-                    disable=not cfg.progress, leave=False, mininterval=0.5,
-                )
-                for batch in bar:
-                    self.model.set_progress((st.epoch + st.batch / total) / cfg.epochs)
-                    losses, step_weights = self.train_step(batch)
-                    if step_weights is not None:  # None: a skipped non-finite step
-                        st.last_weights = step_weights
-                        st.loss_sum += losses
-                        st.loss_count += 1
-                    st.batch += 1
-                    if st.batch % 50 == 0 and cfg.progress:
-                        mean = (st.loss_sum / st.loss_count).tolist()
-                        bar.set_postfix({t.name: f"{v:.4f}" for t, v in zip(self.tasks, mean,
-                                                                             strict=True)})
-                    if cfg.checkpoint_every_steps and st.step % cfg.checkpoint_every_steps == 0:
-                        st.elapsed += time.perf_counter() - started
-                        started = time.perf_counter()
-                        self.save_checkpoint()
-                bar.close()
-                st.elapsed += time.perf_counter() - started
-                self._end_epoch(train, valid, logger, st.last_weights)
-                self.save_checkpoint()
+            bars = warnings_above_progress_bars() if cfg.progress else contextlib.nullcontext()
+            with bars:
+                self._fit_epochs(train, valid, logger, n_tasks)
         finally:
             logger.close()
         if st.best_model is not None:
             self.model.load_state_dict(st.best_model)
         return st
+
+    def _fit_epochs(self, train: TensorStore, valid: TensorStore, logger: RunLogger,
+                    n_tasks: int) -> None:
+        cfg, st = self.config, self.state
+        while st.epoch < cfg.epochs and not st.finished:
+            started = time.perf_counter()
+            if st.batch == 0:
+                st.epoch_gen_state = self.generator.get_state()
+                st.loss_sum, st.loss_count = torch.zeros(n_tasks), torch.zeros(())
+                st.last_weights = None
+                order = train.permutation(self.generator)
+            else:  # resuming mid-epoch: replay the same permutation
+                gen = torch.Generator().set_state(st.epoch_gen_state)
+                order = train.permutation(gen)
+            self.model.train()
+            total = train.num_batches(cfg.batch_size)
+            bar = tqdm(
+                train.batches(cfg.batch_size, order, start=st.batch), total=total,
+                initial=st.batch, desc=f"epoch {st.epoch + 1}/{cfg.epochs}",
+                disable=not cfg.progress, leave=False, mininterval=0.5,
+            )
+            for batch in bar:
+                self.model.set_progress((st.epoch + st.batch / total) / cfg.epochs)
+                losses, step_weights = self.train_step(batch)
+                if step_weights is not None:  # None: a skipped non-finite step
+                    st.last_weights = step_weights
+                    st.loss_sum += losses
+                    st.loss_count += 1
+                st.batch += 1
+                if st.batch % 50 == 0 and cfg.progress:
+                    mean = (st.loss_sum / st.loss_count).tolist()
+                    bar.set_postfix({t.name: f"{v:.4f}" for t, v in zip(self.tasks, mean,
+                                                                         strict=True)})
+                if cfg.checkpoint_every_steps and st.step % cfg.checkpoint_every_steps == 0:
+                    st.elapsed += time.perf_counter() - started
+                    started = time.perf_counter()
+                    self.save_checkpoint()
+            bar.close()
+            st.elapsed += time.perf_counter() - started
+            self._end_epoch(train, valid, logger, st.last_weights)
+            self.save_checkpoint()
 
     def _end_epoch(self, train: TensorStore, valid: TensorStore, logger: RunLogger,
                    weights: torch.Tensor | None) -> None:
@@ -252,3 +262,22 @@ class Trainer:
 
 def _main_metric(values: dict[str, float]) -> str:
     return next(iter(values))
+
+
+@contextlib.contextmanager
+def warnings_above_progress_bars() -> Iterator[None]:
+    """Print warnings with ``tqdm.write`` while progress bars are drawn, so they appear above
+    the bar instead of through it. Filters still apply; but like any ``showwarning``
+    replacement it takes precedence over a ``catch_warnings(record=True)`` entered outside it,
+    so ``Trainer.fit`` installs it only when ``train.progress`` is on."""
+    show = warnings.showwarning
+
+    def write(message, category, filename, lineno, file=None, line=None) -> None:
+        text = warnings.formatwarning(message, category, filename, lineno, line)
+        tqdm.write(text.rstrip("\n"), file=file or sys.stderr)
+
+    warnings.showwarning = write
+    try:
+        yield
+    finally:
+        warnings.showwarning = show
