@@ -80,3 +80,31 @@ def tiny_config(frame: pd.DataFrame | str, model: str = "mmoe", **train) -> dict
         "train": {"epochs": 2, "batch_size": 32, "progress": False, "tensorboard": False,
                   **train},
     }
+
+
+def interrupt_and_resume(monkeypatch, cfg: dict, run_dir: Path, stop) -> object:
+    """Train ``cfg`` into ``run_dir``, interrupted (``KeyboardInterrupt``) right after the first
+    checkpoint whose saved object satisfies ``stop(obj)``; then resume it to the end and return
+    the resumed ``RunResult``."""
+    from mtlkit import api
+    from mtlkit.train import checkpoint as ckpt
+
+    original = ckpt.atomic_save
+
+    def save_then_die(obj, path):
+        original(obj, path)
+        if path.name == "checkpoint.pt" and stop(obj):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ckpt, "atomic_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        api.train(cfg, out=run_dir)
+    monkeypatch.setattr(ckpt, "atomic_save", original)
+    return api.train(cfg, out=run_dir, resume=True)
+
+
+def assert_same_parameters(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from tests.conftest import tiny_config, tiny_table
+from tests.conftest import assert_same_parameters, interrupt_and_resume, tiny_config, tiny_table
 
 #: results.json keys that measure time, not the model
 TIMING = {"train_seconds", "wall_seconds"}
@@ -82,27 +82,16 @@ def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path, balancer):
 def test_kill_after_the_last_step_of_an_epoch_resumes_exactly(tmp_path, monkeypatch):
     """The in-loop checkpoint of an epoch's last batch precedes the epoch-end bookkeeping."""
     from mtlkit import api
-    from mtlkit.train import checkpoint as ckpt
 
     csv = tmp_path / "train.csv"
     tiny_table(320).to_csv(csv, index=False)
     steps_per_epoch = -(-round(320 * 0.9) // 32)  # 9
     cfg = tiny_config(str(csv), epochs=2, patience=None, checkpoint_every_steps=steps_per_epoch)
     full = api.train(cfg, out=tmp_path / "full")
-    original = ckpt.atomic_save
-
-    def die_after_last_step(obj, path):
-        original(obj, path)
-        if path.name == "checkpoint.pt" and obj["fit"]["batch"] == steps_per_epoch:
-            raise KeyboardInterrupt  # as if killed before the epoch-end evaluation
-
-    monkeypatch.setattr(ckpt, "atomic_save", die_after_last_step)
-    with pytest.raises(KeyboardInterrupt):
-        api.train(cfg, out=tmp_path / "killed")
-    monkeypatch.setattr(ckpt, "atomic_save", original)
-    resumed = api.train(cfg, out=tmp_path / "killed", resume=True)
-    a, b = full.model.state_dict(), resumed.model.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    # killed right after the epoch's last batch, before the epoch-end evaluation
+    resumed = interrupt_and_resume(monkeypatch, cfg, tmp_path / "killed",
+                                   lambda saved: saved["fit"]["batch"] == steps_per_epoch)
+    assert_same_parameters(full.model, resumed.model)
     metrics = [pd.read_csv(r / "metrics.csv").drop(columns="seconds")
                for r in (tmp_path / "full", tmp_path / "killed")]
     pd.testing.assert_frame_equal(*metrics)

@@ -7,7 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from tests.conftest import TINY_FEATURES, TINY_TASKS, tiny_config, tiny_table
+from tests.conftest import (
+    TINY_FEATURES,
+    TINY_TASKS,
+    assert_same_parameters,
+    interrupt_and_resume,
+    tiny_config,
+    tiny_table,
+)
 
 from mtlkit import api
 from mtlkit.data.encoders import TabularEncoder
@@ -145,27 +152,15 @@ def test_streaming_training_equals_in_memory_training_on_the_same_order(tmp_path
 
 
 def test_streaming_run_resumes_exactly_mid_epoch(tmp_path, monkeypatch):
-    from mtlkit.train import checkpoint as ckpt
 
     folder = _folder(tiny_table(500), tmp_path)
     cfg = tiny_config(str(folder), epochs=2, patience=None, checkpoint_every_steps=4)
     cfg["data"]["params"]["valid"] = _write(tiny_table(100, seed=2), tmp_path / "v.parquet")
     cfg["data"]["streaming"] = {"batch_rows": 40, "shuffle_buffer": 120}
     full = api.train(cfg, out=tmp_path / "full")
-    original = ckpt.atomic_save
-
-    def die_at_step_20(obj, path):
-        original(obj, path)
-        if path.name == "checkpoint.pt" and obj["fit"]["step"] == 20:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(ckpt, "atomic_save", die_at_step_20)
-    with pytest.raises(KeyboardInterrupt):
-        api.train(cfg, out=tmp_path / "killed")
-    monkeypatch.setattr(ckpt, "atomic_save", original)
-    resumed = api.train(cfg, out=tmp_path / "killed", resume=True)
-    a, b = full.model.state_dict(), resumed.model.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    resumed = interrupt_and_resume(monkeypatch, cfg, tmp_path / "killed",
+                                   lambda saved: saved["fit"]["step"] == 20)
+    assert_same_parameters(full.model, resumed.model)
 
 
 def test_streaming_config_errors(tmp_path):

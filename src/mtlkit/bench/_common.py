@@ -148,3 +148,17 @@ def write_results(out_dir: Path, runs: pd.DataFrame, summary: pd.DataFrame,
             f"{time.strftime('%Y-%m-%d')}.\n\n{markdown_table(summary, metrics)}\n")
     (out_dir / "results.md").write_text(text)
     return text
+
+
+def delta_m_bars(ax, labels: list[str], summary: pd.DataFrame) -> None:
+    """Horizontal bars of Δm% (mean ± std over seeds): green above zero, red below."""
+    ax.barh(labels, summary["delta_m_mean"], xerr=summary["delta_m_std"].fillna(0),
+            color=["tab:green" if v > 0 else "tab:red" for v in summary["delta_m_mean"]])
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel("Δm% vs single-task (positive = better)")
+
+
+def save_png(fig, path: Path) -> None:
+    """Lay out and write a ``matplotlib.figure.Figure`` (no pyplot state, no GUI backend)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)

@@ -15,7 +15,16 @@ import pandas as pd
 
 from mtlkit import api
 from mtlkit.balancing import BALANCERS
-from mtlkit.bench._common import STL, Run, run_grid, summarize, with_overrides, write_results
+from mtlkit.bench._common import (
+    STL,
+    Run,
+    delta_m_bars,
+    run_grid,
+    save_png,
+    summarize,
+    with_overrides,
+    write_results,
+)
 from mtlkit.config import build_config
 
 METRICS = {"left": "accuracy", "right": "accuracy"}
@@ -90,12 +99,10 @@ def multi_fashion(
 
 def plot(summary: pd.DataFrame, path: Path) -> None:
     """Left: task accuracies per method (mean over seeds); right: Δm% with its std."""
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 5))
+    fig = Figure(figsize=(12, 5))
+    ax1, ax2 = fig.subplots(1, 2)
     ok = summary[summary["seeds"] > 0]
     for _, r in ok.iterrows():
         stl = r["model"] == STL
@@ -108,11 +115,6 @@ def plot(summary: pd.DataFrame, path: Path) -> None:
     ax1.set_ylabel("right-item test accuracy")
     ax1.set_title("Multi-Fashion: test accuracy (mean over seeds)")
     mtl = ok[ok["model"] != STL].sort_values("delta_m_mean")
-    ax2.barh(mtl["balancer"], mtl["delta_m_mean"], xerr=mtl["delta_m_std"].fillna(0),
-             color=["tab:green" if v > 0 else "tab:red" for v in mtl["delta_m_mean"]])
-    ax2.axvline(0, color="black", lw=0.8)
-    ax2.set_xlabel("Δm% vs single-task (positive = better)")
+    delta_m_bars(ax2, list(mtl["balancer"]), mtl)
     ax2.set_title("Shared-bottom per balancer")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)

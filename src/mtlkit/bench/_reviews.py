@@ -16,7 +16,16 @@ import pandas as pd
 
 from mtlkit import api
 from mtlkit.balancing import BALANCERS
-from mtlkit.bench._common import STL, Run, run_grid, summarize, with_overrides, write_results
+from mtlkit.bench._common import (
+    STL,
+    Run,
+    delta_m_bars,
+    run_grid,
+    save_png,
+    summarize,
+    with_overrides,
+    write_results,
+)
 from mtlkit.config import build_config
 
 METRICS = {"rating": "accuracy", "recommended": "auc", "department": "accuracy"}
@@ -91,19 +100,12 @@ def reviews(
 
 def plot(summary: pd.DataFrame, path: Path) -> None:
     """Δm% per (model, balancer) with its std over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     mtl = summary[(summary["model"] != STL) & (summary["seeds"] > 0)]
     labels = [f"{m} / {b}" for m, b in zip(mtl["model"], mtl["balancer"], strict=True)]
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(labels) + 1.5))
-    ax.barh(labels, mtl["delta_m_mean"], xerr=mtl["delta_m_std"].fillna(0),
-            color=["tab:green" if v > 0 else "tab:red" for v in mtl["delta_m_mean"]])
-    ax.axvline(0, color="black", lw=0.8)
-    ax.set_xlabel("Δm% vs single-task (positive = better)")
+    fig = Figure(figsize=(7, 0.5 * len(labels) + 1.5))
+    ax = fig.subplots()
+    delta_m_bars(ax, labels, mtl)
     ax.set_title("Clothing reviews: rating acc., recommended AUC, department acc.")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_png(fig, path)

@@ -149,13 +149,12 @@ def format_table(results: dict, correlations, models) -> str:
 
 
 def plot(results: dict, correlations, models, out_dir: Path) -> None:
-    import matplotlib
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from mtlkit.bench._common import save_png
 
-    fig, axes = plt.subplots(1, len(correlations), figsize=(4 * len(correlations), 3.2),
-                             sharey=True, squeeze=False)
+    fig = Figure(figsize=(4 * len(correlations), 3.2))
+    axes = fig.subplots(1, len(correlations), sharey=True, squeeze=False)
     for ax, p in zip(axes[0], correlations, strict=True):
         for label in models:
             curves = np.array(results["curves"][f"{label}|{p}"])
@@ -168,16 +167,12 @@ def plot(results: dict, correlations, models, out_dir: Path) -> None:
         ax.set_yscale("log")
     axes[0][0].set_ylabel("training loss (mean MSE)")
     axes[0][-1].legend()
-    fig.tight_layout()
-    fig.savefig(out_dir / "curves.png", dpi=110)
-    plt.close(fig)
-    fig, axes = plt.subplots(1, len(correlations), figsize=(4 * len(correlations), 3.2),
-                             squeeze=False)
+    save_png(fig, out_dir / "curves.png")
+    fig = Figure(figsize=(4 * len(correlations), 3.2))
+    axes = fig.subplots(1, len(correlations), squeeze=False)
     for ax, p in zip(axes[0], correlations, strict=True):
         for label in models:
             ax.hist(results["final"][f"{label}|{p}"], bins=10, alpha=0.5, label=label)
         ax.set_title(f"final validation MSE, correlation {p}")
     axes[0][-1].legend()
-    fig.tight_layout()
-    fig.savefig(out_dir / "histograms.png", dpi=110)
-    plt.close(fig)
+    save_png(fig, out_dir / "histograms.png")

@@ -12,6 +12,7 @@ import torch
 
 from mtlkit.data.readers import ReadOptions
 from mtlkit.data.schema import Schema
+from mtlkit.errors import DatasetNotFoundError
 from mtlkit.registry import Registry
 
 DATA_DIR_ENV = "MTLKIT_DATA_DIR"
@@ -64,6 +65,22 @@ def data_dir_candidates(data_dir: str | os.PathLike | None = None) -> list[Path]
 def resolve_data_dir(subdir: str, data_dir: str | os.PathLike | None = None) -> list[Path]:
     """Candidate folders for one dataset (``<data_dir>/<subdir>``)."""
     return [p / subdir for p in data_dir_candidates(data_dir)]
+
+
+def locate_file(subdir: str, data_dir: str | os.PathLike | None, names: list[str], what: str,
+                hint: str) -> Path:
+    """The first ``<folder>/<name>`` that exists, over the candidate folders (in order) and
+    ``names``; else a ``DatasetNotFoundError`` saying what was looked for and where, then
+    ``hint`` (where to download it)."""
+    tried = []
+    for folder in resolve_data_dir(subdir, data_dir):
+        for name in names:
+            candidate = folder / name
+            if candidate.exists():
+                return candidate
+            tried.append(candidate)
+    raise DatasetNotFoundError(
+        f"{what} not found; looked in: {', '.join(map(str, tried))}. {hint}")
 
 
 def load_dataset(name: str, data_dir: str | None = None, **params) -> RawSplits:

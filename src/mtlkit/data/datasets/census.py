@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtlkit.data.datasets import RawSplits, register_dataset, resolve_data_dir
+from mtlkit.data.datasets import RawSplits, locate_file, register_dataset
 from mtlkit.data.datasets._files import fetch, sha256_file
 from mtlkit.data.readers import ReadOptions, read_table
 from mtlkit.data.schema import FeatureSpec, Schema, TaskSpec
-from mtlkit.errors import DataError, DatasetNotFoundError
+from mtlkit.errors import DataError
 
 SUBDIR = "census-income"
 BASE_URL = "https://archive.ics.uci.edu/ml/machine-learning-databases/census-income-mld/"
@@ -110,18 +110,10 @@ def verify(path: Path) -> None:
 
 def find_file(split: str, data_dir: str | None) -> Path:
     name = FILES[split]
-    tried = []
-    for folder in resolve_data_dir(SUBDIR, data_dir):
-        for candidate in (folder / name, folder / name.removesuffix(".gz")):
-            tried.append(candidate)
-            if candidate.exists():
-                return candidate
-    raise DatasetNotFoundError(
-        f"census-income {split} file {name!r} not found; looked in: "
-        + ", ".join(str(p) for p in tried[::2])
-        + f". Download it from {BASE_URL}{name} (mtlkit.data.datasets.census.download(DIR)) "
-        "or point MTLKIT_DATA_DIR / data.data_dir at the folder holding census-income/"
-    )
+    return locate_file(
+        SUBDIR, data_dir, [name, name.removesuffix(".gz")], f"census-income {split} file {name!r}",
+        f"Download it from {BASE_URL}{name} (mtlkit.data.datasets.census.download(DIR)) or "
+        "point MTLKIT_DATA_DIR / data.data_dir at the folder holding census-income/")
 
 
 def download(data_dir: str | Path) -> list[Path]:

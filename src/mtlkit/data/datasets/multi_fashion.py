@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mtlkit.data.datasets import EncodedInputs, RawSplits, register_dataset, resolve_data_dir
+from mtlkit.data.datasets import EncodedInputs, RawSplits, locate_file, register_dataset
 from mtlkit.data.datasets._files import fetch, verify_sha256
 from mtlkit.data.schema import Schema, TaskSpec
-from mtlkit.errors import DataError, DatasetNotFoundError
+from mtlkit.errors import DataError
 
 SUBDIR = "fashion-mnist"
 BASE_URL = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -69,15 +69,10 @@ def read_idx(path: Path) -> np.ndarray:
 
 
 def find_file(name: str, data_dir: str | None) -> Path:
-    tried = [folder / name for folder in resolve_data_dir(SUBDIR, data_dir)]
-    for candidate in tried:
-        if candidate.exists():
-            return candidate
-    raise DatasetNotFoundError(
-        f"Fashion-MNIST file {name!r} not found; looked in: {', '.join(map(str, tried))}. "
+    return locate_file(
+        SUBDIR, data_dir, [name], f"Fashion-MNIST file {name!r}",
         f"Download it from {BASE_URL}{name} (mtlkit.data.datasets.multi_fashion.download(DIR)) "
-        "or point MTLKIT_DATA_DIR / data.data_dir at the folder holding fashion-mnist/"
-    )
+        "or point MTLKIT_DATA_DIR / data.data_dir at the folder holding fashion-mnist/")
 
 
 def download(data_dir: str | Path) -> list[Path]:

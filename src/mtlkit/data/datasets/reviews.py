@@ -23,11 +23,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from mtlkit.data.datasets import EncodedInputs, RawSplits, register_dataset, resolve_data_dir
+from mtlkit.data.datasets import EncodedInputs, RawSplits, locate_file, register_dataset
 from mtlkit.data.datasets._files import verify_sha256
 from mtlkit.data.schema import Schema, TaskSpec
 from mtlkit.data.text import PAD_ID, WordTokenizer, tokenize
-from mtlkit.errors import DataError, DatasetNotFoundError
+from mtlkit.errors import DataError
 
 SUBDIR = "womens-clothing-reviews"
 FILE = "reviews.parquet"
@@ -37,15 +37,10 @@ DEPARTMENTS = ["Bottoms", "Dresses", "Intimate", "Jackets", "Tops", "Trend"]
 
 
 def find_file(data_dir: str | None) -> Path:
-    tried = [folder / FILE for folder in resolve_data_dir(SUBDIR, data_dir)]
-    for candidate in tried:
-        if candidate.exists():
-            return candidate
-    raise DatasetNotFoundError(
-        f"reviews file {FILE!r} not found; looked in: {', '.join(map(str, tried))}. It is the "
-        f"Women's E-Commerce Clothing Reviews table ({URL}) saved as Parquet; point "
-        f"MTLKIT_DATA_DIR / data.data_dir at the folder holding {SUBDIR}/"
-    )
+    return locate_file(
+        SUBDIR, data_dir, [FILE], f"reviews file {FILE!r}",
+        f"It is the Women's E-Commerce Clothing Reviews table ({URL}) saved as Parquet; point "
+        f"MTLKIT_DATA_DIR / data.data_dir at the folder holding {SUBDIR}/")
 
 
 def read_reviews(path: Path, check: bool = True) -> pd.DataFrame:
