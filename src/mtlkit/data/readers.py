@@ -82,8 +82,10 @@ def iter_table(
     if not path.exists():
         raise DataError(f"data file not found: {path}")
     if _format(path, options) == "parquet":
-        # one thread: the threaded reader buffers ahead and RSS grew with the file
-        batches = pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, use_threads=False)
+        # constant memory: no threaded read-ahead, and no pre-buffering (with pre_buffer the
+        # reader kept its coalesced reads and RSS grew with every row group read)
+        reader = pq.ParquetFile(path, pre_buffer=False)
+        batches = reader.iter_batches(batch_size=chunk_rows, use_threads=False)
         chunks = (b.to_pandas() for b in batches)
     else:
         try:

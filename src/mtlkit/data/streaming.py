@@ -80,8 +80,10 @@ def open_dataset(path: str | Path, options: ReadOptions, columns: list[str]) -> 
     path = Path(path)
     if not path.exists():
         raise DataError(f"data file or folder not found: {path}")
-    if _format(path, options) == "parquet":
-        return ds.dataset(str(path), format="parquet")
+    if _format(path, options) == "parquet":  # no pre-buffering: it kept reads alive (RSS grew)
+        scan = ds.ParquetFragmentScanOptions(pre_buffer=False)
+        return ds.dataset(str(path), format=ds.ParquetFileFormat(
+            default_fragment_scan_options=scan))
     if not options.header and not options.names:
         raise DataError(f"{path}: a CSV without a header row needs read.names")
     if options.names:  # a header row, if any, is skipped: the names given win
