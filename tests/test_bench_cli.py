@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from mtlkit.bench import census
@@ -28,3 +29,22 @@ def test_census_unknown_model_names_the_known_ones(tmp_path):
                                       "--out", str(tmp_path)])
     assert result.exit_code != 0
     assert "Foo" in result.output and "Shared-Bottom" in result.output
+
+
+def test_correlation_summary_by_hand():
+    from mtlkit.bench.correlation import format_table, summarise
+
+    final = {"Shared-Bottom|1.0": [0.1, 0.2, 0.3], "MMoE|1.0": [0.1, 0.1, 0.9],
+             "Shared-Bottom|0.5": [0.4, 0.5, 0.6], "MMoE|0.5": [0.2, 0.2, 0.2]}
+    s = summarise({"final": final}, [1.0, 0.5], ["Shared-Bottom", "MMoE"])
+    one = s["1.0"]
+    assert one["MMoE"]["mean"] == pytest.approx(1.1 / 3) and one["MMoE"]["median"] == 0.1
+    assert one["Shared-Bottom"]["std"] == pytest.approx(0.1)
+    # p = 1.0: means 0.2 vs 0.3667 (one failed MMoE run), medians 0.2 vs 0.1
+    assert one["gap_sb_minus_mmoe_mean"] == pytest.approx(0.2 - 1.1 / 3)
+    assert one["gap_sb_minus_mmoe_median"] == pytest.approx(0.1)
+    assert s["0.5"]["gap_sb_minus_mmoe_median"] == pytest.approx(0.3)
+    assert s["mean_gap_grows_as_correlation_drops"] and s["median_gap_grows_as_correlation_drops"]
+    table = format_table({"summary": s, "runs": 3, "steps": 10, "shared_bottom_width": 4},
+                         [1.0, 0.5], ["Shared-Bottom", "MMoE"])
+    assert "0.3667 ± 0.4619 (median 0.1000)" in table and "| +0.3000 |" in table
