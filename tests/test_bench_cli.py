@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from typer.testing import CliRunner
 
@@ -48,3 +50,21 @@ def test_correlation_summary_by_hand():
     table = format_table({"summary": s, "runs": 3, "steps": 10, "shared_bottom_width": 4},
                          [1.0, 0.5], ["Shared-Bottom", "MMoE"])
     assert "0.3667 ± 0.4619 (median 0.1000)" in table and "| +0.3000 |" in table
+
+
+def test_census_bench_reuses_a_finished_run_with_the_same_config(tmp_path):
+    from tests.conftest import tiny_config, tiny_table
+
+    from mtlkit import api
+    from mtlkit.bench.census import _finished
+    from mtlkit.config import build_config
+
+    csv = tmp_path / "t.csv"
+    tiny_table(100).to_csv(csv, index=False)
+    cfg = build_config(tiny_config(str(csv), epochs=1))
+    assert _finished(tmp_path / "run", cfg) is None  # nothing there yet
+    done = api.train(cfg, out=tmp_path / "run")
+    assert _finished(tmp_path / "run", cfg) == json.loads(
+        (done.run_dir / "results.json").read_text())
+    other = build_config(tiny_config(str(csv), epochs=1), ["train.seed=7"])
+    assert _finished(tmp_path / "run", other) is None  # another config: train again

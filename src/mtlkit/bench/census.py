@@ -11,6 +11,7 @@ import statistics
 from pathlib import Path
 
 from mtlkit import api
+from mtlkit.config import RunConfig, load_config
 
 CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "census-income"
 MODELS = {
@@ -43,13 +44,25 @@ def run_census(
             if quick:
                 extra += ["train.epochs=1", "data.params.train_fraction=0.1"]
             run_dir = out_dir / f"{config}-seed{seed}"
-            result = api.train(config_dir / f"{config}.yaml", out=run_dir,
-                               overrides=extra + list(overrides or []))
-            runs.append(result.results)
+            cfg = load_config(config_dir / f"{config}.yaml", extra + list(overrides or []))
+            finished = _finished(run_dir, cfg)
+            runs.append(finished if finished is not None else api.train(cfg, out=run_dir).results)
         rows.append(_summarise(label, runs))
     (out_dir / "results.json").write_text(json.dumps(rows, indent=2))
     (out_dir / "table.md").write_text(format_table(rows))
     return rows
+
+
+def _finished(run_dir: Path, cfg: RunConfig) -> dict | None:
+    """The results of a run already finished in ``run_dir`` with the same config, else None:
+    an interrupted benchmark, started again with the same ``--out``, continues where it
+    stopped."""
+    try:
+        saved = load_config(run_dir / "config.yaml")
+        results = json.loads((run_dir / "results.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return results if saved == cfg else None
 
 
 def _summarise(label: str, runs: list[dict]) -> dict:

@@ -37,7 +37,10 @@ def census(out: Out = Path("bench-out/census"), quick: Quick = False,
            seeds: Annotated[int, typer.Option(help="number of seeds")] = 5,
            models: Annotated[str | None, typer.Option(
                help="comma-separated subset of the model labels, e.g. MMoE,PLE")] = None) -> None:
-    """Census-Income: every architecture, mean and best-of-seeds test AUC per task."""
+    """Census-Income: every architecture, mean and best-of-seeds test AUC per task.
+
+    Runs already finished in --out with the same config are reused, so an interrupted
+    benchmark started again continues where it stopped."""
     from mtlkit.bench.census import ALL_MODELS, format_table, run_census
 
     chosen = {"MMoE": "mmoe", "Shared-Bottom": "shared-bottom"} if quick else ALL_MODELS
