@@ -6,7 +6,7 @@ virtual environment (default ``.venv-peers`` at the repository root, git-ignored
 keeps torch at 2.13.0 (their declared requirements would otherwise let pip swap torch).
 
 Every measurement runs in a fresh child process of that environment (this very file, in child
-mode: it imports nothing of mtlkit), so peak RSS (``ru_maxrss``) is per configuration.  The data
+mode: it imports nothing of mtlkit), so peak RSS (``VmHWM``) is per configuration.  The data
 are mtlkit's own encoded census arrays (:func:`export_census`), so every library sees the same
 rows, ids and standardised numerics:
 
@@ -308,9 +308,13 @@ def _install_stubs() -> None:
 
 
 def _rss_mb() -> float:
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+    """Peak RSS of this process (MB): ``VmHWM``, the high-water mark of its own memory map.
+    Not ``ru_maxrss``: Linux folds the parent's RSS at fork into a child's ``ru_maxrss`` at
+    exec, so every child reported at least its parent's size."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0  # kB
+    return float("nan")
 
 
 def _auc(y, p) -> dict[str, float]:

@@ -4,7 +4,7 @@
 
 Sizes (census MMoE): embedding dim 4, 8 experts × 16 units, towers of 8, batch 1024, Adam.
 Every library trains on the same encoded census arrays (``peers.export_census``), each
-measurement in a fresh child process (so peak RSS = ru_maxrss of that process: torch + data +
+measurement in a fresh child process (so peak RSS = VmHWM of that process: torch + data +
 model), at 1 and 2 intra-op threads; the faster setting is reported. Samples/s counts training
 steps only (per-epoch shuffling included, evaluation excluded), after a 20-step warm-up.
 Other models use their ``configs/census-income/<model>.yaml`` sizes.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+import peers  # noqa: E402  (benchmarks/peers.py: imports nothing of mtlkit)
+
 CONFIGS = REPO / "configs" / "census-income"
 MODEL_CONFIGS = {
     "mmoe": "mmoe", "omoe": "omoe", "shared_bottom": "shared-bottom",
@@ -71,7 +73,7 @@ def measure_mtlkit(model: str, threads: int, epochs: int, npz: str) -> dict:
     seconds = time.perf_counter() - started
     return {"library": "mtlkit", "mode": model, "threads": threads,
             "samples_per_s": rows / seconds, "seconds": seconds, "samples": rows,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_rss_mb": peers._rss_mb(),
             "parameters": net.describe()["parameters"]}
 
 
@@ -98,9 +100,6 @@ def main() -> None:
         model, threads, epochs, npz = args.child
         print(json.dumps(measure_mtlkit(model, int(threads), int(epochs), npz)))
         return
-    sys.path.insert(0, str(Path(__file__).parent))
-    import peers
-
     npz = Path(args.npz or Path(tempfile.gettempdir()) / "mtlkit-census.npz")
     if not npz.exists():
         peers.export_census(npz)

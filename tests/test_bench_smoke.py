@@ -15,6 +15,7 @@ pytestmark = pytest.mark.slow
     ("census", ["table.md", "results.json"]),
     ("multi-fashion", ["results.md"]),
     ("reviews", ["results.md"]),
+    ("peers", ["results.json"]),  # installs the peer libraries into .venv-peers from PyPI
 ])
 def test_bench_quick_writes_its_outputs(tmp_path, data_dir, bench, files):
     done = subprocess.run([sys.executable, "-m", "mtlkit", "bench", bench, "--quick",
