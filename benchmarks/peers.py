@@ -54,6 +54,9 @@ SIZES = {
 TASKS = ("income", "marital")
 WARMUP_STEPS = 20
 LIBMTL_METHODS = ("ew", "pcgrad", "mgda", "cagrad", "nash_mtl")
+#: how each peer's MMoE can be driven (see run_peers)
+PEER_MODES = {"torch-rechub": ("loop", "trainer"), "deepctr-torch": ("loop", "trainer"),
+              "LibMTL": ("trainer",)}
 _MARKER = "mtlkit-peers.json"
 _RESULT_TAG = "PEER-RESULT "
 
@@ -90,8 +93,10 @@ def ensure_venv(venv: str | Path = DEFAULT_VENV, quiet: bool = True) -> Path:
     return python
 
 
-def export_census(npz_path: str | Path, config: str | Path = DEFAULT_CONFIG) -> Path:
-    """Save mtlkit's encoded census train/test arrays for the peer processes.
+def export_census(npz_path: str | Path, config: str | Path = DEFAULT_CONFIG,
+                  train_rows: int | None = None) -> Path:
+    """Save mtlkit's encoded census train/test arrays for the peer processes (``train_rows``:
+    keep only the first N training rows, for smoke tests).
 
     Keys: ``{train,test}_cat`` int64 [N, 31] (per-field ids, 0 = out of vocabulary),
     ``{train,test}_num`` float32 [N, 7] (standardised), ``{train,test}_y`` float32 [N, 2]
@@ -122,6 +127,9 @@ def export_census(npz_path: str | Path, config: str | Path = DEFAULT_CONFIG) -> 
         frame = getattr(data.raw, split)
         arrays[f"{split}_education"] = (
             frame[education.column].isin(education.positive_values).to_numpy(np.float32))
+    if train_rows is not None:
+        for key in [k for k in arrays if k.startswith("train_")]:
+            arrays[key] = arrays[key][:train_rows]
     npz_path = Path(npz_path)
     npz_path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(npz_path, **arrays)
@@ -162,7 +170,7 @@ def run_peers(
     epochs: int = 1,
     threads: Sequence[int] = (1, 2),
     venv: str | Path = DEFAULT_VENV,
-    peers: Sequence[str] = ("torch-rechub", "deepctr-torch"),
+    peers: Sequence[str] = tuple(PEER_MODES),
     modes: Sequence[str] = ("loop", "trainer"),
     seed: int = 0,
     timeout: float = 1800,
@@ -170,14 +178,15 @@ def run_peers(
     """Train each peer's MMoE for ``epochs`` full epochs per (peer, mode, threads); one row each.
 
     Row keys: library, version, mode ("loop": plain loop over shuffled tensor slices; "trainer":
-    the peer's documented trainer), threads, epochs, samples, epoch_seconds (list),
+    the peer's documented trainer; LibMTL has only "trainer", the loop body of its ``Trainer``
+    with equal weights), threads, epochs, samples, epoch_seconds (list),
     samples_per_s (all timed epochs), peak_rss_mb, rss_before_train_mb, test_auc {task: auc},
     fastest (True on the faster thread count of each library+mode), or error.
     """
     python = ensure_venv(venv)
     rows = []
     for peer in peers:
-        for mode in modes:
+        for mode in (m for m in modes if m in PEER_MODES[peer]):
             for t in threads:
                 job = {"kind": "mmoe", "library": peer, "mode": mode, "npz": str(npz_path),
                        "epochs": epochs, "seed": seed}
@@ -254,7 +263,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--venv", default=str(DEFAULT_VENV))
-    ap.add_argument("--peers", nargs="+", default=["torch-rechub", "deepctr-torch"])
+    ap.add_argument("--peers", nargs="+", default=list(PEER_MODES), choices=list(PEER_MODES))
     ap.add_argument("--modes", nargs="+", default=["loop", "trainer"])
     ap.add_argument("--libmtl", action="store_true", help="also time LibMTL weighting steps")
     ap.add_argument("--libmtl-only", action="store_true")
@@ -496,7 +505,8 @@ def _child_mmoe(job: dict) -> dict:
 
     d = dict(np.load(job["npz"]))
     torch.manual_seed(job["seed"])
-    build = {"torch-rechub": _mmoe_rechub, "deepctr-torch": _mmoe_deepctr}[job["library"]]
+    build = {"torch-rechub": _mmoe_rechub, "deepctr-torch": _mmoe_deepctr,
+             "LibMTL": _mmoe_libmtl}[job["library"]]
     model, opt, epoch, predict, version = build(d, job)
     gen = torch.Generator().manual_seed(job["seed"])
     snap = _snapshot(model, opt)
@@ -515,9 +525,14 @@ def _child_mmoe(job: dict) -> dict:
             "torch": torch.__version__, "torch_threads": torch.get_num_threads()}
 
 
-def _child_libmtl(job: dict) -> dict:
-    import statistics
-    import time
+def _libmtl_trainer(d: dict, names: Sequence[str], method: str, seed: int,
+                    cagrad_any_t: bool = False):
+    """LibMTL 1.1.5's ``Trainer`` with its ``MMoE`` at the census sizes, adapted (never edited)
+    to run here. ``trainer.train_step(loader)`` is one step of its training loop.
+    ``cagrad_any_t``: CAGrad with the task count in place of upstream's hard-coded 3."""
+    import contextlib
+    import io
+    import random
 
     import numpy as np
     import torch
@@ -529,8 +544,6 @@ def _child_libmtl(job: dict) -> dict:
     from LibMTL.architecture import MMoE
     from LibMTL.loss import AbsLoss
     from LibMTL.metrics import AbsMetric
-
-    method, n_tasks = job["method"], job["num_tasks"]
 
     class CAGradAnyT(W.CAGrad):
         """LibMTL 1.1.5's CAGrad, whose objective hard-codes 3 tasks (``x.reshape(1,3)``),
@@ -567,15 +580,12 @@ def _child_libmtl(job: dict) -> dict:
     weightings = {"ew": (W.EW, {}), "pcgrad": (W.PCGrad, {}),
                   "mgda": (W.MGDA, {"mgda_gn": "none"}),
                   "cagrad": (W.CAGrad, {"calpha": 0.5, "rescale": 1})}
-    note = ""
     if method == "nash_mtl":
         raise NotImplementedError("LibMTL 1.1.5 (the latest release on PyPI) has no Nash-MTL; "
                                   "it exists only in LibMTL's unreleased repository code")
     weighting, weight_args = weightings[method]
-
-    d = dict(np.load(job["npz"]))
-    task_names = [*TASKS, "education"]
-    y_train = np.concatenate([d["train_y"], d["train_education"][:, None]], 1)[:, :n_tasks]
+    if method == "cagrad" and cagrad_any_t:
+        weighting = CAGradAnyT
     cards = torch.as_tensor(d["cardinalities"])
     offsets = torch.cat([torch.zeros(1, dtype=torch.long), cards.cumsum(0)[:-1]])
     emb_dim, n_num = SIZES["embedding_dim"], d["train_num"].shape[1]
@@ -658,46 +668,88 @@ def _child_libmtl(job: dict) -> dict:
             self.optimizer.step()
             return w
 
-    names = task_names[:n_tasks]
-    torch.manual_seed(job["seed"])
-    import random
-
-    random.seed(job["seed"])  # PCGrad shuffles with the global `random`
+    torch.manual_seed(seed)
+    random.seed(seed)  # PCGrad shuffles with the global `random`
     task_dict = {t: {"metrics": ["none"], "metrics_fn": NoMetric(), "loss_fn": BCELoss(),
                      "weight": [1]} for t in names}
     decoders = nn.ModuleDict({t: nn.Sequential(
         nn.Linear(SIZES["expert_units"], SIZES["tower_units"]), nn.ReLU(),
         nn.Linear(SIZES["tower_units"], 1)) for t in names})
-    import contextlib
-    import io
+    with contextlib.redirect_stdout(io.StringIO()):  # count_parameters prints
+        trainer = CpuTrainer(
+            task_dict, weighting, CensusMMoE, Expert, decoders, rep_grad=False,
+            multi_input=False, optim_param={"optim": "adam", "lr": SIZES["lr"]},
+            scheduler_param=None, weight_args=weight_args,
+            arch_args={"img_size": [in_dim], "num_experts": [SIZES["num_experts"]]})
+    return trainer
 
-    def make_trainer(weighting):
-        with contextlib.redirect_stdout(io.StringIO()):  # count_parameters prints
-            return CpuTrainer(
-                task_dict, weighting, CensusMMoE, Expert, decoders, rep_grad=False,
-                multi_input=False, optim_param={"optim": "adam", "lr": SIZES["lr"]},
-                scheduler_param=None, weight_args=weight_args,
-                arch_args={"img_size": [in_dim], "num_experts": [SIZES["num_experts"]]})
 
-    trainer = make_trainer(weighting)
+def _libmtl_batches(d: dict, y, names: Sequence[str], perm) -> list:
+    """LibMTL's batch format over one shuffled pass: ((cat, num), {task: labels})."""
+    import torch
 
-    gen = torch.Generator().manual_seed(job["seed"])
-    perm = torch.randperm(len(y_train), generator=gen)
     cat = torch.from_numpy(d["train_cat"]).index_select(0, perm)
     num = torch.from_numpy(d["train_num"]).index_select(0, perm)
-    y = torch.from_numpy(y_train).index_select(0, perm)
+    y = torch.from_numpy(y).index_select(0, perm)
     bs = SIZES["batch_size"]
-    batches = [((cat[lo:lo + bs], num[lo:lo + bs]),
-                {t: y[lo:lo + bs, i] for i, t in enumerate(names)})
-               for lo in range(0, (len(y) // bs) * bs, bs)]
+    return [((cat[lo:lo + bs], num[lo:lo + bs]), {t: y[lo:lo + bs, i] for i, t in
+                                                   enumerate(names)})
+            for lo in range(0, len(y), bs)]
+
+
+def _mmoe_libmtl(d, job):
+    """LibMTL's MMoE trained with equal weights by (the loop body of) its own Trainer."""
+    import torch
+
+    trainer = _libmtl_trainer(d, TASKS, "ew", job["seed"])
+    model = trainer.model
+    x_test = (torch.from_numpy(d["test_cat"]), torch.from_numpy(d["test_num"]))
+
+    def predict():
+        model.eval()
+        with torch.no_grad():
+            out = []
+            for lo in range(0, len(d["test_y"]), 16384):
+                preds = model(tuple(x[lo:lo + 16384] for x in x_test))
+                out.append(torch.cat([torch.sigmoid(preds[t]) for t in TASKS], 1))
+        model.train()
+        return torch.cat(out).numpy()
+
+    def epoch(gen, max_steps=None):
+        perm = torch.randperm(len(d["train_y"]), generator=gen)
+        batches = _libmtl_batches(d, d["train_y"], TASKS, perm)[:max_steps]
+        loader = [batches, iter(batches)]
+        for _ in batches:
+            trainer.train_step(loader)
+        return len(batches)
+
+    return model, trainer.optimizer, epoch, predict, version("LibMTL")
+
+
+def _child_libmtl(job: dict) -> dict:
+    import statistics
+    import time
+
+    import numpy as np
+    import torch
+
+    method, n_tasks = job["method"], job["num_tasks"]
+    d = dict(np.load(job["npz"]))
+    names = [*TASKS, "education"][:n_tasks]
+    y_train = np.concatenate([d["train_y"], d["train_education"][:, None]], 1)[:, :n_tasks]
+    trainer = _libmtl_trainer(d, names, method, job["seed"])
+    gen = torch.Generator().manual_seed(job["seed"])
+    batches = _libmtl_batches(d, y_train, names, torch.randperm(len(y_train), generator=gen))
+    batches = [b for b in batches if len(b[1][names[0]]) == SIZES["batch_size"]]  # full only
     loader = [batches, iter(batches)]
+    note = ""
     if method == "cagrad" and n_tasks != 3:
         try:
             trainer.train_step(loader)
         except ValueError as exc:  # x.reshape(1, 3) on a 2-task weight vector
             note = (f"stock CAGrad fails with {n_tasks} tasks ({exc}); timed a subclass with "
                     "the task count in place of its hard-coded 3")
-            trainer = make_trainer(CAGradAnyT)
+            trainer = _libmtl_trainer(d, names, method, job["seed"], cagrad_any_t=True)
     for _ in range(WARMUP_STEPS):
         trainer.train_step(loader)
     times = []

@@ -1,13 +1,17 @@
-"""Training throughput on the census configuration: mtlkit vs torch-rechub / DeepCTR-Torch.
+"""Census MMoE side by side: mtlkit vs torch-rechub, DeepCTR-Torch and LibMTL.
 
-    python benchmarks/throughput.py [--models mmoe,ple,...] [--epochs 2] [--no-peers]
+    python benchmarks/throughput.py [--models mmoe,ple,...] [--epochs 2] [--steps 100] [--no-peers]
 
-Sizes (census MMoE): embedding dim 4, 8 experts × 16 units, towers of 8, batch 1024, Adam.
-Every library trains on the same encoded census arrays (``peers.export_census``), each
-measurement in a fresh child process (so peak RSS = VmHWM of that process: torch + data +
-model), at 1 and 2 intra-op threads; the faster setting is reported. Samples/s counts training
-steps only (per-epoch shuffling included, evaluation excluded), after a 20-step warm-up.
-Other models use their ``configs/census-income/<model>.yaml`` sizes.
+1. Training: samples/s, peak RSS and test AUC after the same epochs. Sizes (census MMoE):
+   embedding dim 4, 8 experts × 16 units, towers of 8, batch 1024, Adam. Every library trains
+   on the same encoded census arrays (``peers.export_census``), each measurement in a fresh
+   child process (so peak RSS = VmHWM of that process: torch + data + model), at 1 and 2
+   intra-op threads; the faster setting is reported. Samples/s counts training steps only
+   (per-epoch shuffling included, evaluation excluded), after a 20-step warm-up. Other mtlkit
+   models use their ``configs/census-income/<model>.yaml`` sizes.
+2. Balancers: median step time of EW, PCGrad, MGDA(-UB) and CAGrad over ``--steps`` steps,
+   mtlkit's census MMoE + ``Trainer`` vs LibMTL's MMoE + its ``Trainer`` loop body, same
+   batches, same warm-up; the speed-up per method.
 """
 
 from __future__ import annotations
@@ -33,8 +37,13 @@ MODEL_CONFIGS = {
 }
 
 
-def measure_mtlkit(model: str, threads: int, epochs: int, npz: str) -> dict:
-    """Train ``epochs`` epochs on the exported census arrays; return samples/s and peak RSS."""
+#: balancers timed against LibMTL's: (mtlkit name, LibMTL name)
+BALANCER_PAIRS = [("equal", "ew"), ("pcgrad", "pcgrad"), ("mgda", "mgda"),
+                  ("mgda_ub", "mgda"), ("cagrad", "cagrad")]
+
+
+def _census_trainer(model: str, npz: str, balancer: str = "equal"):
+    """mtlkit's ``Trainer`` and ``TensorStore`` over the exported census arrays."""
     import numpy as np
     import torch
 
@@ -45,7 +54,6 @@ def measure_mtlkit(model: str, threads: int, epochs: int, npz: str) -> dict:
     from mtlkit.data.datasets.census import census_schema
     from mtlkit.train import Trainer
 
-    torch.set_num_threads(threads)
     arrays = np.load(npz)
     store = TensorStore(
         {"categorical": torch.from_numpy(arrays["train_cat"]),
@@ -59,7 +67,16 @@ def measure_mtlkit(model: str, threads: int, epochs: int, npz: str) -> dict:
     tasks = census_schema(1).tasks
     torch.manual_seed(0)
     net = build_model(cfg, spec, tasks)
-    trainer = Trainer(net, tasks, create_balancer("equal", [t.name for t in tasks]), cfg.train)
+    trainer = Trainer(net, tasks, create_balancer(balancer, [t.name for t in tasks]), cfg.train)
+    return trainer, store
+
+
+def measure_mtlkit(model: str, threads: int, epochs: int, npz: str) -> dict:
+    """Train ``epochs`` epochs on the exported census arrays; return samples/s and peak RSS."""
+    import torch
+
+    torch.set_num_threads(threads)
+    trainer, store = _census_trainer(model, npz)
     gen = torch.Generator().manual_seed(0)
     for i, batch in enumerate(store.batches(1024, store.permutation(gen))):
         trainer.train_step(batch)  # warm-up
@@ -74,16 +91,61 @@ def measure_mtlkit(model: str, threads: int, epochs: int, npz: str) -> dict:
     return {"library": "mtlkit", "mode": model, "threads": threads,
             "samples_per_s": rows / seconds, "seconds": seconds, "samples": rows,
             "peak_rss_mb": peers._rss_mb(),
-            "parameters": net.describe()["parameters"]}
+            "parameters": trainer.model.describe()["parameters"]}
 
 
-def _child(model: str, threads: int, epochs: int, npz: str) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+def measure_mtlkit_steps(balancer: str, threads: int, steps: int, npz: str) -> dict:
+    """Median time of one census-MMoE training step with ``balancer`` (same batches as LibMTL:
+    full batches of 1024 from one shuffled pass, after the same warm-up)."""
+    import statistics
+
+    import torch
+
+    torch.set_num_threads(threads)
+    trainer, store = _census_trainer("mmoe", npz, balancer)
+    gen = torch.Generator().manual_seed(0)
+    batches = [b for b in store.batches(1024, store.permutation(gen)) if len(b) == 1024]
+    for i in range(peers.WARMUP_STEPS):
+        trainer.train_step(batches[i % len(batches)])
+    times = []
+    for i in range(steps):
+        t0 = time.perf_counter()
+        trainer.train_step(batches[(peers.WARMUP_STEPS + i) % len(batches)])
+        times.append(time.perf_counter() - t0)
+    return {"library": "mtlkit", "method": balancer, "threads": threads, "steps": steps,
+            "mode": getattr(trainer.balancer, "mode", "loss"),
+            "ms_per_step": 1e3 * statistics.median(times), "peak_rss_mb": peers._rss_mb()}
+
+
+def _child(job: dict) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(job["threads"])}
     out = subprocess.run(
-        [sys.executable, __file__, "--child", model, str(threads), str(epochs), npz],
+        [sys.executable, __file__, "--child", json.dumps(job)],
         capture_output=True, text=True, cwd=REPO, check=True, env=env,
     )
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def balancer_table(ours: list[dict], libmtl: list[dict]) -> str:
+    """mtlkit vs LibMTL step time per method (fastest thread count of each), with the ratio."""
+    def fastest(rows, method):
+        ok = [r for r in rows if r.get("method") == method and "ms_per_step" in r]
+        return min(ok, key=lambda r: r["ms_per_step"]) if ok else None
+
+    lines = ["| method | LibMTL ms/step | mtlkit method (mode) | mtlkit ms/step | speed-up |",
+             "|---|---:|---|---:|---:|"]
+    for name, lib_name in BALANCER_PAIRS:
+        mine, theirs = fastest(ours, name), fastest(libmtl, lib_name)
+        if mine is None or theirs is None:
+            errors = [r["error"] for r in (*ours, *libmtl)
+                      if r.get("method") in (name, lib_name) and "error" in r]
+            why = errors[0] if errors else "not measured"
+            lines.append(f"| {lib_name} | {why} | {name} | — | — |")
+            continue
+        lines.append(f"| {lib_name} | {theirs['ms_per_step']:.2f} | {name} ({mine['mode']}) | "
+                     f"{mine['ms_per_step']:.2f} | "
+                     f"{theirs['ms_per_step'] / mine['ms_per_step']:.1f}× |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -91,24 +153,35 @@ def main() -> None:
     parser.add_argument("--models", default="mmoe")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--threads", default="1,2")
+    parser.add_argument("--train-rows", type=int, default=None,
+                        help="train on the first N census rows only (smoke tests)")
+    parser.add_argument("--steps", type=int, default=100,
+                        help="timed steps per balancer (mtlkit vs LibMTL); 0 = skip")
     parser.add_argument("--npz", default=None, help="exported census arrays (made if absent)")
     parser.add_argument("--no-peers", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="write results JSON here")
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        model, threads, epochs, npz = args.child
-        print(json.dumps(measure_mtlkit(model, int(threads), int(epochs), npz)))
+        job = json.loads(args.child)
+        if job["kind"] == "train":
+            result = measure_mtlkit(job["model"], job["threads"], job["epochs"], job["npz"])
+        else:
+            result = measure_mtlkit_steps(job["balancer"], job["threads"], job["steps"],
+                                          job["npz"])
+        print(json.dumps(result))
         return
-    npz = Path(args.npz or Path(tempfile.gettempdir()) / "mtlkit-census.npz")
+    suffix = f"-{args.train_rows}" if args.train_rows else ""
+    npz = Path(args.npz or Path(tempfile.gettempdir()) / f"mtlkit-census{suffix}.npz")
     if not npz.exists():
-        peers.export_census(npz)
+        peers.export_census(npz, train_rows=args.train_rows)
     threads = [int(t) for t in args.threads.split(",")]
     print(f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     results = []
     for model in args.models.split(","):
         for t in threads:
-            r = _child(model, t, args.epochs, str(npz))
+            r = _child({"kind": "train", "model": model, "threads": t, "epochs": args.epochs,
+                        "npz": str(npz)})
             results.append(r)
             print(f"mtlkit {model:14s} threads={t}: {r['samples_per_s']:>10,.0f} samples/s"
                   f"  peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
@@ -133,11 +206,23 @@ def main() -> None:
         top = max(others, key=lambda r: r["samples_per_s"])
         print(f"\nmtlkit MMoE / fastest peer ({top['library']} {top['mode']}): "
               f"{ours['samples_per_s'] / top['samples_per_s']:.1f}×")
+    steps: dict[str, list[dict]] = {"mtlkit": [], "libmtl": []}
+    if args.steps > 0:
+        for name, _ in BALANCER_PAIRS:
+            for t in threads:
+                steps["mtlkit"].append(_child({"kind": "steps", "balancer": name, "threads": t,
+                                               "steps": args.steps, "npz": str(npz)}))
+        if not args.no_peers:
+            methods = tuple(dict.fromkeys(lib for _, lib in BALANCER_PAIRS))
+            steps["libmtl"] = peers.run_libmtl_step_times(
+                npz, methods=methods, num_tasks=(2,), threads=threads, steps=args.steps)
+        print("\ncensus MMoE step time, mtlkit vs LibMTL (fastest thread count each):")
+        print(balancer_table(steps["mtlkit"], steps["libmtl"]))
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(results, indent=2))
-
+        args.out.write_text(json.dumps({"training": results, "balancer_steps": steps},
+                                       indent=2))
 
 if __name__ == "__main__":
     main()

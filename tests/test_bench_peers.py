@@ -50,3 +50,27 @@ def test_tables_show_numbers_and_errors(peers):
     missing = {"method": "nash_mtl", "num_tasks": 2, "threads": 1, "error": "NotImplementedError"}
     table = peers.format_libmtl_table([step, missing])
     assert "12.35" in table and "(subclass)" in table and "ERROR NotImplementedError" in table
+
+
+@pytest.fixture(scope="module")
+def throughput():
+    path = PATH.parent / "throughput.py"
+    spec = importlib.util.spec_from_file_location("mtlkit_bench_throughput", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_balancer_table_takes_each_sides_fastest_and_divides(throughput):
+    ours = [{"method": "pcgrad", "mode": "representation", "ms_per_step": 10.0},
+            {"method": "pcgrad", "mode": "representation", "ms_per_step": 8.0},
+            {"method": "mgda_ub", "mode": "representation", "ms_per_step": 6.0}]
+    libmtl = [{"method": "pcgrad", "ms_per_step": 30.0}, {"method": "pcgrad", "ms_per_step": 24.0},
+              {"method": "mgda", "ms_per_step": 18.0},
+              {"method": "cagrad", "error": "exit 1: boom"}]
+    table = throughput.balancer_table(ours, libmtl).splitlines()
+    row = {line.split(" | ")[2]: line for line in table[2:]}
+    assert "| 24.00 | pcgrad (representation) | 8.00 | 3.0× |" in row["pcgrad (representation)"]
+    assert "| 18.00 | mgda_ub (representation) | 6.00 | 3.0× |" in row["mgda_ub (representation)"]
+    assert "exit 1: boom" in row["cagrad"]  # LibMTL failed: its error, no ratio
+    assert "not measured" in row["equal"]
