@@ -14,16 +14,18 @@ from mtlkit.cli import app
 def test_census_models_option_picks_a_subset(monkeypatch, tmp_path):
     seen = {}
 
-    def fake_run(out, models, seeds, group, quick):
-        seen.update(models=models, seeds=seeds, group=group)
+    def fake_run(out, models, seeds, group, quick, overrides):
+        seen.update(models=models, seeds=seeds, group=group, overrides=overrides)
         return []
 
     monkeypatch.setattr(census, "run_census", fake_run)
     monkeypatch.setattr(census, "format_table", lambda rows: "table")
     result = CliRunner().invoke(app, ["bench", "census", "--models", "MMoE, PLE", "--seeds", "2",
-                                      "--group", "2", "--out", str(tmp_path)])
+                                      "--group", "2", "--out", str(tmp_path),
+                                      "--set", "train.epochs=100", "--set", "train.patience=5"])
     assert result.exit_code == 0, result.output
-    assert seen == {"models": {"MMoE": "mmoe", "PLE": "ple"}, "seeds": (0, 1), "group": 2}
+    assert seen == {"models": {"MMoE": "mmoe", "PLE": "ple"}, "seeds": (0, 1), "group": 2,
+                    "overrides": ["train.epochs=100", "train.patience=5"]}
 
 
 def test_census_unknown_model_names_the_known_ones(tmp_path):

@@ -36,7 +36,10 @@ def census(out: Out = Path("bench-out/census"), quick: Quick = False,
            group: Annotated[int, typer.Option(help="task group 1 or 2")] = 1,
            seeds: Annotated[int, typer.Option(help="number of seeds")] = 5,
            models: Annotated[str | None, typer.Option(
-               help="comma-separated subset of the model labels, e.g. MMoE,PLE")] = None) -> None:
+               help="comma-separated subset of the model labels, e.g. MMoE,PLE")] = None,
+           overrides: Annotated[list[str] | None, typer.Option(
+               "--set", help="config override for every run, e.g. train.epochs=100 "
+               "(repeatable)")] = None) -> None:
     """Census-Income: every architecture, mean and best-of-seeds test AUC per task.
 
     Runs already finished in --out with the same config are reused, so an interrupted
@@ -51,7 +54,7 @@ def census(out: Out = Path("bench-out/census"), quick: Quick = False,
             raise typer.BadParameter(f"unknown model(s) {unknown}; known: {list(ALL_MODELS)}")
         chosen = {m: ALL_MODELS[m] for m in labels}
     rows = run_census(out, models=chosen, seeds=tuple(range(1 if quick else seeds)),
-                      group=group, quick=quick)
+                      group=group, quick=quick, overrides=overrides)
     typer.echo(format_table(rows))
 
 
