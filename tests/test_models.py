@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.nn import functional as F
 
@@ -97,3 +98,18 @@ def test_every_parameter_gets_gradient():
         sum(o.sum() for o in out.values()).backward()
         for pname, p in model.named_parameters():
             assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}.{pname}"
+
+
+@pytest.mark.parametrize("gates", [1, 2, 5])
+def test_mix_equals_the_broadcast_formula_and_passes_gradcheck(gates):
+    from mtlkit.models.layers import _Mixture, mix
+
+    torch.manual_seed(0)
+    logits = torch.randn(7, gates, 4, dtype=torch.float64, requires_grad=True)
+    experts = torch.randn(7, 4, 3, dtype=torch.float64, requires_grad=True)
+    mixed, weights = mix(logits, experts)
+    reference = (torch.softmax(logits, -1).unsqueeze(-1) * experts.unsqueeze(1)).sum(2)
+    torch.testing.assert_close(mixed, reference.transpose(0, 1))
+    torch.testing.assert_close(weights.sum(-1), torch.ones(7, gates, dtype=torch.float64))
+    assert torch.autograd.gradcheck(_Mixture.apply, (torch.softmax(logits, -1), experts))
+    assert torch.autograd.gradcheck(lambda a, b: mix(a, b)[0], (logits, experts))

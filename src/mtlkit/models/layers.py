@@ -186,11 +186,52 @@ class GatedExperts(nn.Module):
         return experts, gate_logits
 
 
+class _Mixture(torch.autograd.Function):
+    """``out[b, g] = Σ_e gates[b, g, e] · experts[b, e]`` without a [B, G, E, H] intermediate.
+
+    On CPU, B tiny ``[G, E] @ [E, H]`` products (``bmm``/``einsum``) and the broadcast
+    multiply-sum (which autograd differentiates through two more [B, G, E, H] products) are both
+    slower than E fused multiply-adds forward and G backward: 1.5-3x for 3-6 gates (1,024 rows,
+    8 experts × 16). The gates' gradient is one ``bmm``.
+    """
+
+    @staticmethod
+    def forward(ctx, gates: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(gates, experts)
+        return _broadcast_mixture(gates, experts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        gates, experts = ctx.saved_tensors
+        grad_gates = grad_experts = None
+        if ctx.needs_input_grad[0]:
+            grad_gates = torch.bmm(grad, experts.transpose(1, 2))
+        if ctx.needs_input_grad[1]:
+            grad_experts = gates[:, 0, :, None] * grad[:, 0, None, :]
+            for g in range(1, gates.shape[1]):
+                grad_experts.addcmul_(gates[:, g, :, None], grad[:, g, None, :])
+        return grad_gates, grad_experts
+
+
+def _broadcast_mixture(gates: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+    out = gates[:, :, 0, None] * experts[:, None, 0, :]
+    for e in range(1, experts.shape[1]):
+        out.addcmul_(gates[:, :, e, None], experts[:, None, e, :])
+    return out  # [B, G, H]
+
+
 def mix(gate_logits: torch.Tensor, experts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Softmax gates [B, G, E] · experts [B, E, H] → mixtures [G, B, H] and gate weights."""
+    """Softmax gates [B, G, E] · experts [B, E, H] → mixtures [G, B, H] and gate weights.
+
+    The custom backward is used only while gradients are enabled (export traces plain ops).
+    """
     gates = F.softmax(gate_logits, dim=-1)
-    # broadcast-multiply-sum beats bmm over B tiny [G, E] @ [E, H] products on CPU
-    mixed = (gates.unsqueeze(-1) * experts.unsqueeze(1)).sum(2)  # [B, G, H]
+    if gates.shape[1] == 1:  # one gate: autograd's broadcast multiply-sum is as fast
+        mixed = (gates.unsqueeze(-1) * experts.unsqueeze(1)).sum(2)
+    elif torch.is_grad_enabled() and (gates.requires_grad or experts.requires_grad):
+        mixed = _Mixture.apply(gates, experts)
+    else:
+        mixed = _broadcast_mixture(gates, experts)
     return mixed.transpose(0, 1), gates
 
 
