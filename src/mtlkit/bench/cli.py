@@ -39,12 +39,16 @@ def census(out: Out = Path("bench-out/census"), quick: Quick = False,
                help="comma-separated subset of the model labels, e.g. MMoE,PLE")] = None,
            overrides: Annotated[list[str] | None, typer.Option(
                "--set", help="config override for every run, e.g. train.epochs=100 "
-               "(repeatable)")] = None) -> None:
+               "(repeatable)")] = None,
+           search: Annotated[int, typer.Option(
+               help="random hyper-parameter search: trials per model (trial 0 = the config as "
+               "is; seed 0, chosen by the main task's validation AUC) before the seeds")] = 0,
+           ) -> None:
     """Census-Income: every architecture, mean and best-of-seeds test AUC per task.
 
     Runs already finished in --out with the same config are reused, so an interrupted
     benchmark started again continues where it stopped."""
-    from mtlkit.bench.census import ALL_MODELS, format_table, run_census
+    from mtlkit.bench.census import ALL_MODELS, format_table, run_census, search_census
 
     chosen = {"MMoE": "mmoe", "Shared-Bottom": "shared-bottom"} if quick else ALL_MODELS
     if models is not None:
@@ -53,8 +57,12 @@ def census(out: Out = Path("bench-out/census"), quick: Quick = False,
         if unknown:
             raise typer.BadParameter(f"unknown model(s) {unknown}; known: {list(ALL_MODELS)}")
         chosen = {m: ALL_MODELS[m] for m in labels}
+    tuned = None
+    if search > 0:
+        tuned = search_census(out, chosen, search, group=group, quick=quick, overrides=overrides)
+        typer.echo((out / "search.md").read_text())
     rows = run_census(out, models=chosen, seeds=tuple(range(1 if quick else seeds)),
-                      group=group, quick=quick, overrides=overrides)
+                      group=group, quick=quick, overrides=overrides, model_overrides=tuned)
     typer.echo(format_table(rows))
 
 
