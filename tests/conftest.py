@@ -108,3 +108,17 @@ def assert_same_parameters(a: torch.nn.Module, b: torch.nn.Module) -> None:
     assert sa.keys() == sb.keys()
     for k in sa:
         assert torch.equal(sa[k], sb[k]), k
+
+
+def pytest_report_header(config) -> str:
+    if (DATA_DIR / "census-income").exists():
+        return f"mtlkit real data: {DATA_DIR}"
+    return (f"mtlkit real data: NOT FOUND at {DATA_DIR}: the real-data tests will be skipped; "
+            "set MTLKIT_DATA_DIR")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if not (DATA_DIR / "census-income").exists():
+        terminalreporter.write_line(
+            f"NOTE: real data not found at {DATA_DIR}; the tests on real data were skipped. "
+            "Set MTLKIT_DATA_DIR to the folder holding census-income/ to run them.", yellow=True)

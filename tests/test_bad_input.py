@@ -139,3 +139,34 @@ def test_streamed_predict_errors_name_the_file(tmp_path):
     pd.DataFrame({"0": [1.0], "1": [2.0]}).to_parquet(bad)
     with pytest.raises(DataError, match=r"wrong_columns.parquet: column\(s\) 'color'"):
         api.predict(tmp_path / "run", bad, tmp_path / "p.csv")
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.params.num_expert=4",
+     r"model 'mmoe' has no parameter 'num_expert'\. Did you mean 'num_experts'\?"),
+    ("balancer.name=pcgard", r"unknown balancer 'pcgard'.*Did you mean 'pcgrad'"),
+    ("balancer.params.weight=1", r"balancer 'fixed' has no parameter 'weight'\. "
+                                 r"Did you mean 'weights'\?"),
+    ("data.params.corelation=0.5",
+     r"dataset 'synthetic' has no parameter 'corelation'\. Did you mean 'correlation'\?"),
+    ("train.epoch=2", r"train\.epoch \(from --set\): unknown key; did you mean 'train\.epochs'\?"),
+    ("train.optimizer.lrr=0.1", r"did you mean 'train\.optimizer\.lr'\?"),
+])
+def test_config_typos_fail_before_any_data_is_read(monkeypatch, override, message):
+    def no_data(*args, **kwargs):
+        raise AssertionError("data was loaded before the configuration was checked")
+
+    monkeypatch.setattr(api, "load_dataset", no_data)
+    monkeypatch.setattr(api, "load_data", no_data)
+    with pytest.raises(ConfigError, match=message) as info:
+        api.train("configs/synthetic/mmoe.yaml", overrides=[override])
+    assert "\n" not in str(info.value).split(":", 1)[0]  # no raw pydantic dump header
+
+
+def test_unknown_names_print_without_keyerror_quotes():
+    from mtlkit.errors import UnknownNameError
+    from mtlkit.models import MODELS
+
+    with pytest.raises(UnknownNameError) as info:
+        MODELS.get("mmeo")
+    assert str(info.value).startswith("unknown model 'mmeo'")

@@ -168,7 +168,7 @@ def test_streaming_config_errors(tmp_path):
     cfg["data"]["streaming"] = {}
     with pytest.raises(ConfigError, match="valid"):
         api.train(cfg)
-    cfg["data"]["dataset"] = "synthetic"
+    cfg["data"] = {"dataset": "synthetic", "streaming": {}}
     with pytest.raises(ConfigError, match="table"):
         api.train(cfg)
 

@@ -135,6 +135,16 @@ def test_cli_train_predict_evaluate(tiny_csv, tmp_path):
     bad = subprocess.run([*cli, "train", str(tmp_path / "nope.yaml")],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "config file not found" in bad.stdout
+    # a finished run is not replaced by accident
+    before = (run / "results.json").read_bytes()
+    again = subprocess.run([*cli, "train", str(cfg_path), "--out", str(run)],
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and "already holds a run" in again.stdout
+    assert "--overwrite" in again.stdout and (run / "results.json").read_bytes() == before
+    again = subprocess.run([*cli, "train", str(cfg_path), "--out", str(run), "--overwrite",
+                            "--set", "train.epochs=1"], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((run / "results.json").read_text())["best_epoch"] == 1
 
 
 def test_census_predict_auc_equals_results_json(data_dir, tmp_path):
@@ -169,3 +179,30 @@ def test_alibaba_sample_configs_train_through_the_api(data_dir, tmp_path, datase
                        overrides=["train.epochs=1", "train.progress=false",
                                   "train.tensorboard=false", f"data.data_dir={data_dir}"])
     assert set(result.results["test"]) == {"ctr", "cvr", "ctcvr"}
+
+
+def test_mtlkit_warnings_print_their_message_without_source_lines():
+    from mtlkit.diagnose.recorder import GateCollapseWarning
+    from mtlkit.errors import format_warning
+
+    assert format_warning("gate 'income' collapsed", GateCollapseWarning, "/x/recorder.py",
+                          195, "warnings.warn(...)") == (
+        "warning: GateCollapseWarning: gate 'income' collapsed\n")
+    other = format_warning("careful", UserWarning, "/elsewhere/mod.py", 7)
+    assert other.startswith("/elsewhere/mod.py:7: UserWarning: careful")
+
+
+def test_atomic_files_get_the_usual_permissions(tmp_path):
+    import os
+
+    from mtlkit.train import checkpoint as ckpt
+
+    old = os.umask(0o022)
+    try:
+        ckpt.atomic_write_text("{}", tmp_path / "results.json")
+        ckpt.atomic_save({"a": 1}, tmp_path / "model.pt")
+    finally:
+        os.umask(old)
+    for name in ("results.json", "model.pt"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644, name
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.pt", "results.json"]

@@ -21,11 +21,11 @@ import pandas as pd
 import torch
 
 from mtlkit import __version__
-from mtlkit.balancing import create_balancer
+from mtlkit.balancing import BALANCERS, create_balancer
 from mtlkit.config import RunConfig, build_config, load_config
 from mtlkit.data.auxiliary import apply_data_rules
 from mtlkit.data.checks import CheckReport, check_predictions, run_checks
-from mtlkit.data.datasets import RawSplits, load_dataset
+from mtlkit.data.datasets import DATASETS, RawSplits, load_dataset
 from mtlkit.data.encoders import TabularEncoder
 from mtlkit.data.prepare import InputSpec, PreparedData, encode_frame, prepare
 from mtlkit.data.readers import ReadOptions, iter_table, read_table, write_table
@@ -34,7 +34,7 @@ from mtlkit.data.schema import TaskSpec
 from mtlkit.errors import ConfigError
 from mtlkit.evaluate import compute_metrics, evaluate_store, predict_store
 from mtlkit.losses.calibration import NegativeSamplingCalibration, chain
-from mtlkit.models import create_model
+from mtlkit.models import MODELS, create_model
 from mtlkit.models.base import MultiTaskModel
 from mtlkit.train import checkpoint as ckpt
 from mtlkit.train import distributed
@@ -46,10 +46,22 @@ RESULTS_FILE = "results.json"
 
 def _as_config(config: RunConfig | dict | str | Path, overrides: list[str] | None) -> RunConfig:
     if isinstance(config, RunConfig):
-        return build_config(config.model_dump(), overrides) if overrides else config
-    if isinstance(config, dict):
-        return build_config(config, overrides)
-    return load_config(config, overrides)
+        cfg = build_config(config.model_dump(), overrides) if overrides else config
+    elif isinstance(config, dict):
+        cfg = build_config(config, overrides)
+    else:
+        cfg = load_config(config, overrides)
+    validate_components(cfg)
+    return cfg
+
+
+def validate_components(cfg: RunConfig) -> None:
+    """Check the dataset, model and balancer names and their parameter names before any data
+    is read, so a typo fails in a second with a suggestion instead of after loading."""
+    DATASETS.check_params(cfg.data.dataset, cfg.data.params, provided=["data_dir"])
+    MODELS.check_params(cfg.model.name, cfg.model.params, provided=["input", "embedding_dim"],
+                        internal=["make_input", "tasks"])
+    BALANCERS.check_params(cfg.balancer.name, cfg.balancer.params, internal=["task_names"])
 
 
 def load_data(config: RunConfig, check: bool = True) -> PreparedData:

@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mtlkit.errors import MtlkitError
+from mtlkit.errors import ConfigError, MtlkitError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Multi-task learning: train, evaluate and serve multi-task models.")
@@ -32,11 +32,18 @@ def train(
         list[str] | None, typer.Option("--set", help="override: key.path=value")
     ] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue the run in --out")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="replace a run already in --out")] = False,
 ) -> None:
     """Train a model; writes config.yaml, metrics.csv, checkpoints and results.json to --out."""
     from mtlkit import api
+    from mtlkit.train.trainer import CHECKPOINT
 
     out = out or Path("runs") / config.stem
+    existing = [n for n in ("results.json", CHECKPOINT, "model.pt") if (out / n).exists()]
+    if existing and not (resume or overwrite):
+        _fail(ConfigError(f"{out} already holds a run ({', '.join(existing)}); use --resume to "
+                          "continue it, --overwrite to replace it, or another --out"))
     try:
         result = api.train(config, out=out, overrides=set_ or [], resume=resume)
     except (MtlkitError, FileNotFoundError, KeyError) as exc:
@@ -236,6 +243,11 @@ _register_bench()
 
 
 def main() -> None:
+    import warnings
+
+    from mtlkit.errors import format_warning
+
+    warnings.formatwarning = format_warning  # the command line: mtlkit's warnings, no source
     app()
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -155,12 +156,48 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
 def build_config(tree: dict | None = None, overrides: list[str] | None = None,
                  source: str = "config") -> RunConfig:
     tree = dict(tree or {})
-    for key, value in parse_overrides(overrides or []):
+    parsed = parse_overrides(overrides or [])
+    for key, value in parsed:
         _set_dotted(tree, key, value)
     try:
         return RunConfig.model_validate(tree)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: invalid configuration:\n{exc}") from None
+        raise ConfigError(explain(exc, source, {k for k, _ in parsed})) from None
+
+
+def _section(path: tuple) -> type[BaseModel] | None:
+    """The config class at a dotted path (``("train", "optimizer")`` → OptimizerConfig)."""
+    node: type[BaseModel] = RunConfig
+    for part in path:
+        field = node.model_fields.get(str(part)) if isinstance(part, str) else None
+        if field is None:
+            return None
+        candidates = [field.annotation, *get_args(field.annotation)]
+        node = next((c for c in candidates if isinstance(c, type)
+                     and issubclass(c, BaseModel)), None)
+        if node is None:
+            return None
+    return node
+
+
+def explain(exc: ValidationError, source: str, override_keys: set[str] = frozenset()) -> str:
+    """One line per problem: the dotted key, where it came from (``--set`` or the file), what
+    is wrong and, for an unknown key, the closest known keys."""
+    lines = [f"{source}: invalid configuration"]
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        key = ".".join(str(p) for p in loc)
+        origin = " (from --set)" if key in override_keys else ""
+        if err["type"] == "extra_forbidden":
+            section = _section(loc[:-1])
+            known = list(section.model_fields) if section else []
+            close = [".".join(map(str, (*loc[:-1], c)))
+                     for c in difflib.get_close_matches(str(loc[-1]), known, n=2)]
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            lines.append(f"  {key}{origin}: unknown key{hint} (known here: {', '.join(known)})")
+        else:
+            lines.append(f"  {key}{origin}: {err['msg']} (got {err['input']!r})")
+    return "\n".join(lines)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterator
+import inspect
+import typing
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
+
+from mtlkit.errors import ParameterError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -31,9 +35,42 @@ class Registry(Generic[T]):
         except KeyError:
             close = difflib.get_close_matches(name, self._entries, n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise KeyError(
+            raise UnknownNameError(
                 f"unknown {self.kind} {name!r}; available: {sorted(self._entries)}.{hint}"
             ) from None
+
+    def parameters(self, name: str) -> list[str] | None:
+        """The keyword parameters ``name`` takes, or None when they cannot be listed.
+
+        A factory written as ``def mmoe(**kw) -> MMoE`` is looked through to the class its
+        return annotation names."""
+        factory = self.get(name)
+        target: Callable = factory
+        if _takes_any_keyword(factory):
+            try:
+                target = typing.get_type_hints(factory).get("return")
+            except (NameError, TypeError):
+                return None
+            if not inspect.isclass(target) or _takes_any_keyword(target):
+                return None
+        return [p.name for p in inspect.signature(target).parameters.values()
+                if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    def check_params(self, name: str, params: Iterable[str], provided: Iterable[str] = (),
+                     internal: Iterable[str] = ()) -> None:
+        """Raise :class:`ParameterError` naming any of ``params`` that ``name`` does not take,
+        with the closest known ones. ``provided``: extra names the caller handles itself;
+        ``internal``: names the caller passes itself (not settable by a user)."""
+        known = self.parameters(name)
+        if known is None:
+            return
+        allowed = sorted({*known, *provided} - set(internal))
+        for key in params:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=2)
+                hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+                raise ParameterError(f"{self.kind} {name!r} has no parameter {key!r}.{hint} "
+                                     f"Its parameters: {allowed}")
 
     def create(self, name: str, /, **kwargs) -> T:
         return self.get(name)(**kwargs)
@@ -46,3 +83,11 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def _takes_any_keyword(fn: Callable) -> bool:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.kind is p.VAR_KEYWORD for p in params)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mtlkit.balancing.base import BackwardContext, Balancer, LossWeighting
+from mtlkit.errors import ParameterError
 from mtlkit.registry import Registry
 
 BALANCERS: Registry[Balancer] = Registry("balancer")
@@ -13,7 +14,7 @@ def create_balancer(name: str, task_names: list[str], **params) -> Balancer:
     try:
         return BALANCERS.get(name)(task_names=task_names, **params)
     except TypeError as exc:
-        raise TypeError(f"balancer {name!r}: {exc}") from None
+        raise ParameterError(f"balancer {name!r}: {exc}") from None
 
 
 from mtlkit.balancing import (  # noqa: E402,F401

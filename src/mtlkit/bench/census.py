@@ -115,7 +115,7 @@ def format_search(table: list[dict]) -> str:
         mark = " **(chosen)**" if best[row["model"]][1] == row["trial"] else ""
         tests = " / ".join(f"{v:.4f}" for v in row["test"].values())
         lines.append(f"| {row['model']} | {row['trial']}{mark} | {params or 'config as is'} | "
-                     f"{row['valid_main_auc']:.4f} | {tests} | {row['train_seconds']:.0f} |")
+                     f"{row['valid_main_auc']:.4f} | {tests} | {row['train_seconds']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -191,6 +191,6 @@ def format_table(rows: list[dict]) -> str:
         cells = [r["model"], str(r["seeds"])]
         cells += [f"{r[t]['mean']:.4f} ± {r[t]['std']:.4f}" for t in tasks]
         cells += [f"{r[t]['best_of_seeds']:.4f}" for t in tasks]
-        cells.append(f"{r['train_seconds']:.0f}")
+        cells.append(f"{r['train_seconds']:.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ from torch import nn
 
 from mtlkit.data.prepare import InputSpec
 from mtlkit.data.schema import TaskSpec
+from mtlkit.errors import ParameterError
 from mtlkit.models.base import MultiTaskModel
 from mtlkit.registry import Registry
 
@@ -53,7 +54,7 @@ def create_model(
             return with_adversarial_heads(build, tasks, input_spec)
         return build(tasks)
     except TypeError as exc:
-        raise TypeError(f"model {name!r}: {exc}") from None
+        raise ParameterError(f"model {name!r}: {exc}") from None
 
 
 # registration side effects: one file per architecture

@@ -20,7 +20,7 @@ from mtlkit.balancing.base import BackwardContext, Balancer
 from mtlkit.config import OptimizerConfig, TrainConfig
 from mtlkit.data.schema import HIGHER_IS_BETTER, TaskSpec
 from mtlkit.data.store import Batch, TensorStore
-from mtlkit.errors import ConfigError
+from mtlkit.errors import ConfigError, format_warning
 from mtlkit.evaluate import evaluate_store
 from mtlkit.losses import TaskLosses
 from mtlkit.models.base import MultiTaskModel
@@ -199,7 +199,10 @@ class Trainer:
             bar = tqdm(
                 train.batches(cfg.batch_size, order, start=st.batch), total=total,
                 initial=st.batch, desc=f"epoch {st.epoch + 1}/{cfg.epochs}",
-                disable=not cfg.progress, leave=False, mininterval=0.5,
+                # bars only on a terminal: in a log file they are carriage-return clutter (the
+                # per-epoch lines below are still printed)
+                disable=not cfg.progress or not sys.stderr.isatty(), leave=False,
+                mininterval=0.5,
             )
             for batch in bar:
                 self.model.set_progress((st.epoch + st.batch / total) / cfg.epochs)
@@ -273,7 +276,7 @@ def warnings_above_progress_bars() -> Iterator[None]:
     show = warnings.showwarning
 
     def write(message, category, filename, lineno, file=None, line=None) -> None:
-        text = warnings.formatwarning(message, category, filename, lineno, line)
+        text = format_warning(message, category, filename, lineno, line)
         tqdm.write(text.rstrip("\n"), file=file or sys.stderr)
 
     warnings.showwarning = write
