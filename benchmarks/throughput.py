@@ -91,7 +91,22 @@ def measure_mtlkit(model: str, threads: int, epochs: int, npz: str) -> dict:
     return {"library": "mtlkit", "mode": model, "threads": threads,
             "samples_per_s": rows / seconds, "seconds": seconds, "samples": rows,
             "peak_rss_mb": peers._rss_mb(),
-            "parameters": trainer.model.describe()["parameters"]}
+            "parameters": trainer.model.describe()["parameters"],
+            "test_auc": _test_auc(trainer.model, npz)}
+
+
+def _test_auc(model, npz: str) -> dict[str, float]:
+    """Test AUC per task on the exported test arrays (the peers' ``_auc`` on the same rows)."""
+    import numpy as np
+    import torch
+
+    arrays = np.load(npz)
+    model.eval()
+    with torch.no_grad():
+        out = model({"categorical": torch.from_numpy(arrays["test_cat"]),
+                     "numeric": torch.from_numpy(arrays["test_num"])})
+    probs = np.stack([torch.sigmoid(out[t]).numpy() for t in ("income", "marital")], 1)
+    return peers._auc(arrays["test_y"], probs)
 
 
 def measure_mtlkit_steps(balancer: str, threads: int, steps: int, npz: str) -> dict:
@@ -183,8 +198,9 @@ def main() -> None:
             r = _child({"kind": "train", "model": model, "threads": t, "epochs": args.epochs,
                         "npz": str(npz)})
             results.append(r)
+            aucs = " / ".join(f"{v:.4f}" for v in r["test_auc"].values())
             print(f"mtlkit {model:14s} threads={t}: {r['samples_per_s']:>10,.0f} samples/s"
-                  f"  peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+                  f"  peak RSS {r['peak_rss_mb']:.0f} MB  test AUC {aucs}", flush=True)
     if not args.no_peers:
         rows = peers.run_peers(npz, epochs=args.epochs, threads=threads)
         results += rows
