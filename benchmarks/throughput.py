@@ -105,7 +105,7 @@ def _test_auc(model, npz: str) -> dict[str, float]:
     with torch.no_grad():
         out = model({"categorical": torch.from_numpy(arrays["test_cat"]),
                      "numeric": torch.from_numpy(arrays["test_num"])})
-    probs = np.stack([torch.sigmoid(out[t]).numpy() for t in ("income", "marital")], 1)
+    probs = np.stack([torch.sigmoid(out[t]).numpy() for t in peers.TASKS], 1)
     return peers._auc(arrays["test_y"], probs)
 
 

@@ -37,10 +37,10 @@ def train(
 ) -> None:
     """Train a model; writes config.yaml, metrics.csv, checkpoints and results.json to --out."""
     from mtlkit import api
-    from mtlkit.train.trainer import CHECKPOINT
 
     out = out or Path("runs") / config.stem
-    existing = [n for n in ("results.json", CHECKPOINT, "model.pt") if (out / n).exists()]
+    existing = [n for n in (api.RESULTS_FILE, api.CHECKPOINT, api.MODEL_FILE)
+                if (out / n).exists()]
     if existing and not (resume or overwrite):
         _fail(ConfigError(f"{out} already holds a run ({', '.join(existing)}); use --resume to "
                           "continue it, --overwrite to replace it, or another --out"))

@@ -84,19 +84,20 @@ def search_census(
     found: dict[str, list[str]] = {}
     table: list[dict] = []
     for label, config in models.items():
-        best_auc, best = -math.inf, []
+        rows = []
         for i, trial in enumerate(sample_trials(config, trials)):
             extra = [*(overrides or []), *_as_overrides(trial)]
             result = _train(out_dir / "search" / f"{config}-trial{i}", config, 0, group, quick,
                             extra, config_dir)
             main = result["monitor"]["task"]
-            auc = result["valid"][main]["auc"]
-            table.append({"model": label, "trial": i, "params": trial, "valid_main_auc": auc,
-                          "test": {t: m["auc"] for t, m in result["test"].items()},
-                          "train_seconds": result["train_seconds"]})
-            if auc > best_auc:
-                best_auc, best = auc, _as_overrides(trial)
-        found[label] = best
+            rows.append({"model": label, "trial": i, "params": trial,
+                         "valid_main_auc": result["valid"][main]["auc"],
+                         "test": {t: m["auc"] for t, m in result["test"].items()},
+                         "train_seconds": result["train_seconds"], "chosen": False})
+        best = max(rows, key=lambda r: r["valid_main_auc"])  # the first of equal ones
+        best["chosen"] = True
+        found[label] = _as_overrides(best["params"])
+        table += rows
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "search.json").write_text(json.dumps(table, indent=2))
     (out_dir / "search.md").write_text(format_search(table))
@@ -106,13 +107,9 @@ def search_census(
 def format_search(table: list[dict]) -> str:
     lines = ["| model | trial | overrides | valid main AUC | test AUCs | train s |",
              "|---|---|---|---|---|---|"]
-    best = {}
-    for row in table:
-        if row["valid_main_auc"] > best.get(row["model"], (-math.inf,))[0]:
-            best[row["model"]] = (row["valid_main_auc"], row["trial"])
     for row in table:
         params = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in row["params"].items())
-        mark = " **(chosen)**" if best[row["model"]][1] == row["trial"] else ""
+        mark = " **(chosen)**" if row["chosen"] else ""
         tests = " / ".join(f"{v:.4f}" for v in row["test"].values())
         lines.append(f"| {row['model']} | {row['trial']}{mark} | {params or 'config as is'} | "
                      f"{row['valid_main_auc']:.4f} | {tests} | {row['train_seconds']:.1f} |")

@@ -198,7 +198,7 @@ class _Mixture(torch.autograd.Function):
     @staticmethod
     def forward(ctx, gates: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(gates, experts)
-        return _broadcast_mixture(gates, experts)
+        return _mixture_forward(gates, experts)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -213,7 +213,7 @@ class _Mixture(torch.autograd.Function):
         return grad_gates, grad_experts
 
 
-def _broadcast_mixture(gates: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
+def _mixture_forward(gates: torch.Tensor, experts: torch.Tensor) -> torch.Tensor:
     out = gates[:, :, 0, None] * experts[:, None, 0, :]
     for e in range(1, experts.shape[1]):
         out.addcmul_(gates[:, :, e, None], experts[:, None, e, :])
@@ -231,7 +231,7 @@ def mix(gate_logits: torch.Tensor, experts: torch.Tensor) -> tuple[torch.Tensor,
     elif torch.is_grad_enabled() and (gates.requires_grad or experts.requires_grad):
         mixed = _Mixture.apply(gates, experts)
     else:
-        mixed = _broadcast_mixture(gates, experts)
+        mixed = _mixture_forward(gates, experts)
     return mixed.transpose(0, 1), gates
 
 
